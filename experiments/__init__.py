@@ -1,0 +1,1 @@
+"""Experiments, run as ``python -m experiments.NAME`` (``--help`` lists every option)."""

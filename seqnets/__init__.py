@@ -1,0 +1,29 @@
+"""seqnets: recurrent neural networks for JAX as pure functions.
+
+    >>> import jax, jax.numpy as jnp
+    >>> import seqnets as sn
+    >>> cell = sn.lstm(hidden_size=8)
+    >>> params = cell.init(jax.random.key(0), 3)
+    >>> carry, ys = sn.scan(cell, params, jnp.ones((2, 5, 3)))
+    >>> ys.shape
+    (2, 5, 8)
+"""
+
+from seqnets.cells import Cell, elman, gru, initializers, irnn, lstm, make_cell
+from seqnets.sequence import Stack, final_outputs, scan, stack
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Cell",
+    "Stack",
+    "elman",
+    "final_outputs",
+    "gru",
+    "initializers",
+    "irnn",
+    "lstm",
+    "make_cell",
+    "scan",
+    "stack",
+]

@@ -1,0 +1,9 @@
+"""Recurrent cells: each a `Cell` of pure functions (init, initial_carry, project, step, apply)."""
+
+from seqnets.cells import initializers
+from seqnets.cells.base import Cell, make_cell
+from seqnets.cells.elman import elman, irnn
+from seqnets.cells.gru import gru
+from seqnets.cells.lstm import lstm
+
+__all__ = ["Cell", "elman", "gru", "initializers", "irnn", "lstm", "make_cell"]

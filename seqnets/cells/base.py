@@ -1,0 +1,131 @@
+"""The cell contract: a recurrent cell is a NamedTuple of pure functions.
+
+A step of every seqnets cell splits in two:
+
+* ``project(params, x)``: the part that does not depend on the carry, an affine map of the
+  input, ``(..., input_size) -> (..., projection_size)``. It works on any leading axes, so
+  the sequence runner computes it for every time step at once, as one large matmul
+  outside ``lax.scan``.
+* ``step(params, carry, projected_t)``: the recurrent update, ``h @ W_h`` plus the
+  elementwise gate math, the only work left inside the scan.
+
+``apply`` composes the two for a single step on a raw input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+Params = Any  # a pytree of arrays
+Carry = Any  # a pytree of arrays, each (batch, hidden_size)
+Array = jax.Array
+Initializer = Callable[[Array, tuple[int, ...], Any], Array]
+
+
+class Cell(NamedTuple):
+    """A recurrent cell as pure functions; build one with `seqnets.lstm`, `gru` or `elman`.
+
+    Attributes:
+      init: ``(key, input_size) -> params``, a dict of float32 arrays.
+      initial_carry: ``(batch_size) -> carry`` of zeros, each leaf ``(batch, hidden_size)``.
+      project: ``(params, x) -> projected``; ``x`` is ``(..., input_size)``, the result
+        ``(..., projection_size)``, float32.
+      step: ``(params, carry, projected_t) -> (carry, h)``; ``projected_t`` is
+        ``(batch, projection_size)``, ``h`` is ``(batch, hidden_size)``.
+      apply: ``(params, carry, x_t) -> (carry, h)``; one step on a raw input
+        ``x_t: (batch, input_size)``, the same as ``step(params, carry, project(params, x_t))``.
+      hidden_size: the width of ``h``.
+      name: ``"lstm"``, ``"gru"``, ``"elman"`` or a name of your own.
+    """
+
+    init: Callable[[Array, int], Params]
+    initial_carry: Callable[[int], Carry]
+    project: Callable[[Params, Array], Array]
+    step: Callable[[Params, Carry, Array], tuple[Carry, Array]]
+    apply: Callable[[Params, Carry, Array], tuple[Carry, Array]]
+    hidden_size: int
+    name: str
+
+
+def make_cell(
+    *,
+    init: Callable[[Array, int], Params],
+    initial_carry: Callable[[int], Carry],
+    project: Callable[[Params, Array], Array],
+    step: Callable[[Params, Carry, Array], tuple[Carry, Array]],
+    hidden_size: int,
+    name: str,
+) -> Cell:
+    """Builds a `Cell` whose ``apply`` is ``step`` after ``project``.
+
+    Use it to write a cell of your own that `seqnets.scan` and `seqnets.stack` can run.
+    """
+
+    def apply(params: Params, carry: Carry, x_t: Array) -> tuple[Carry, Array]:
+        if jnp.ndim(x_t) != 2:
+            raise ValueError(
+                f"{name}.apply expects x_t of shape (batch, input_size); got shape "
+                f"{jnp.shape(x_t)}. For a whole sequence use seqnets.scan."
+            )
+        check_carry(initial_carry, carry, x_t.shape[0], where=f"{name}.apply")
+        return step(params, carry, project(params, x_t))
+
+    return Cell(init, initial_carry, project, step, apply, hidden_size, name)
+
+
+def check_hidden_size(hidden_size: int) -> None:
+    if not isinstance(hidden_size, int) or isinstance(hidden_size, bool) or hidden_size < 1:
+        raise ValueError(f"hidden_size must be a positive int; got {hidden_size!r}.")
+
+
+def check_input(params: Params, x: Array, where: str) -> None:
+    """Raises ValueError when ``x``'s last axis does not match ``params['w_x']``."""
+    expected = params["w_x"].shape[0]
+    if jnp.ndim(x) < 1 or jnp.shape(x)[-1] != expected:
+        raise ValueError(
+            f"{where}: input size mismatch: the parameters expect inputs of shape "
+            f"(..., {expected}); got shape {jnp.shape(x)}."
+        )
+    if not (jnp.issubdtype(jnp.result_type(x), jnp.floating)
+            or jnp.issubdtype(jnp.result_type(x), jnp.integer)
+            or jnp.result_type(x) == jnp.bool_):
+        raise ValueError(f"{where}: inputs must be real numbers; got dtype {jnp.result_type(x)}.")
+
+
+def check_carry(
+    initial_carry: Callable[[int], Carry], carry: Carry, batch_size: int, where: str
+) -> None:
+    """Raises ValueError unless ``carry`` has the structure and shapes of a batch's carry."""
+    expected = jax.eval_shape(initial_carry, batch_size)
+    expected_struct = jax.tree.structure(expected)
+    if jax.tree.structure(carry) != expected_struct:
+        raise ValueError(
+            f"{where}: carry has the wrong structure: expected {expected_struct}, got "
+            f"{jax.tree.structure(carry)}."
+        )
+    for want, got in zip(jax.tree.leaves(expected), jax.tree.leaves(carry), strict=True):
+        if tuple(jnp.shape(got)) != tuple(want.shape):
+            raise ValueError(
+                f"{where}: carry shape mismatch: expected {tuple(want.shape)} "
+                f"(batch, hidden_size) for a batch of {batch_size}; got {tuple(jnp.shape(got))}."
+            )
+
+
+def matmul(x: Array, w: Array, dtype: Any) -> Array:
+    """``x @ w`` computed in ``dtype`` and accumulated in float32."""
+    return jnp.matmul(x.astype(dtype), w.astype(dtype), preferred_element_type=jnp.float32)
+
+
+def zeros_carry(hidden_size: int, count: int) -> Callable[[int], Carry]:
+    """An ``initial_carry`` of ``count`` float32 zero arrays ``(batch, hidden_size)``."""
+
+    def initial_carry(batch_size: int) -> Carry:
+        if count == 1:
+            return jnp.zeros((batch_size, hidden_size), jnp.float32)
+        return tuple(jnp.zeros((batch_size, hidden_size), jnp.float32) for _ in range(count))
+
+    return initial_carry

@@ -1,0 +1,86 @@
+"""The Elman network, or vanilla RNN: ``h' = activation(x W_x + b + h W_h)``.
+
+With ``activation=jax.nn.relu`` and ``recurrent_init=initializers.identity()`` it is the
+IRNN of Le, Jaitly & Hinton (2015); `irnn` builds that.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from seqnets.cells import initializers
+from seqnets.cells.base import (
+    Array,
+    Cell,
+    Initializer,
+    Params,
+    check_hidden_size,
+    check_input,
+    make_cell,
+    matmul,
+    zeros_carry,
+)
+
+
+def elman(
+    hidden_size: int,
+    *,
+    activation: Callable[[Array], Array] = jnp.tanh,
+    input_init: Initializer = initializers.lecun_normal,
+    recurrent_init: Initializer = initializers.orthogonal,
+    dtype: Any = jnp.float32,
+) -> Cell:
+    """An Elman (vanilla) RNN cell.
+
+    Args:
+      hidden_size: width ``H`` of ``h``.
+      activation: elementwise nonlinearity, ``jnp.tanh`` by default.
+      input_init: initializer of the ``(input_size, H)`` input kernel.
+      recurrent_init: initializer of the ``(H, H)`` recurrent kernel.
+      dtype: computation dtype of the matmuls; parameters and carry stay float32.
+
+    Returns:
+      A `Cell`. Parameters: ``w_x (input_size, H)``, ``w_h (H, H)``, ``b (H,)``.
+      Carry: ``h``, ``(batch, H)``.
+    """
+    check_hidden_size(hidden_size)
+    H = hidden_size
+
+    def init(key: Array, input_size: int) -> Params:
+        k_x, k_h = jax.random.split(key)
+        return {
+            "w_x": initializers.per_gate(input_init, k_x, input_size, H, 1),
+            "w_h": initializers.per_gate(recurrent_init, k_h, H, H, 1),
+            "b": jnp.zeros((H,), jnp.float32),
+        }
+
+    def project(params: Params, x: Array) -> Array:
+        check_input(params, x, "elman")
+        return matmul(x, params["w_x"], dtype) + params["b"]
+
+    def step(params: Params, h: Array, projected: Array):
+        h = activation(projected + matmul(h, params["w_h"], dtype))
+        return h, h
+
+    return make_cell(
+        init=init,
+        initial_carry=zeros_carry(H, 1),
+        project=project,
+        step=step,
+        hidden_size=H,
+        name="elman",
+    )
+
+
+def irnn(hidden_size: int, *, scale: float = 1.0, dtype: Any = jnp.float32) -> Cell:
+    """The IRNN: an Elman cell with ReLU and a ``scale * I`` recurrent matrix at init."""
+    return elman(
+        hidden_size,
+        activation=jax.nn.relu,
+        recurrent_init=initializers.identity(scale),
+        dtype=dtype,
+    )

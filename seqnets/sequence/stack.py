@@ -1,0 +1,164 @@
+"""`stack`: layers of cells run one full sequence at a time, optionally bidirectional.
+
+Each layer is a whole-sequence `scan`, so every layer's input projection is hoisted out
+of its time loop. Parameters and carries are lists with one dict per layer,
+``{"forward": ...}`` or ``{"forward": ..., "backward": ...}``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from seqnets.cells.base import Array, Cell
+from seqnets.sequence.scan import scan
+
+StackParams = list[dict[str, Any]]
+StackCarry = list[dict[str, Any]]
+
+
+class Stack(NamedTuple):
+    """Layers of recurrent cells as pure functions; build one with `seqnets.stack`.
+
+    Attributes:
+      init: ``(key, input_size) -> params``, a list with one dict per layer.
+      initial_carry: ``(batch_size) -> carry``, a list with one dict per layer.
+      apply: ``(params, xs, *, carry=None, lengths=None, resets=None, key=None,
+        time_major=False, unroll=1) -> (carry, ys)``; ``xs (batch, time, input_size)``,
+        ``ys (batch, time, output_size)``. Dropout runs between layers only when ``key``
+        is given.
+      cells: the cell of each layer.
+      bidirectional: whether each layer also runs backward (outputs concatenated).
+      dropout: the dropout rate between layers.
+      output_size: width of ``ys``: the last cell's hidden size, times 2 if bidirectional.
+    """
+
+    init: Callable[[Array, int], list]
+    initial_carry: Callable[[int], list]
+    apply: Callable[..., tuple[list, Array]]
+    cells: tuple[Cell, ...]
+    bidirectional: bool
+    dropout: float
+    output_size: int
+
+
+def stack(
+    cells: Cell | Sequence[Cell],
+    *,
+    num_layers: int | None = None,
+    bidirectional: bool = False,
+    dropout: float = 0.0,
+) -> Stack:
+    """Stacks recurrent layers.
+
+    Args:
+      cells: one `Cell` used for every layer, or one cell per layer.
+      num_layers: how many layers when ``cells`` is a single cell (default 1).
+      bidirectional: run each layer forward and backward and concatenate the outputs,
+        forward first, along the feature axis.
+      dropout: rate of the dropout applied to the outputs of every layer but the last.
+
+    Returns:
+      A `Stack`.
+    """
+    if isinstance(cells, Cell):
+        cells = (cells,) * (1 if num_layers is None else num_layers)
+    else:
+        cells = tuple(cells)
+        if num_layers is not None and num_layers != len(cells):
+            raise ValueError(f"num_layers={num_layers} but {len(cells)} cells were given.")
+    if not cells or not all(isinstance(c, Cell) for c in cells):
+        raise ValueError("stack needs at least one seqnets Cell (and only Cells).")
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"dropout must lie in [0, 1); got {dropout}.")
+    directions = ("forward", "backward") if bidirectional else ("forward",)
+    width = 2 if bidirectional else 1
+
+    def init(key: Array, input_size: int) -> StackParams:
+        params = []
+        for cell, layer_key in zip(cells, jax.random.split(key, len(cells)), strict=True):
+            keys = jax.random.split(layer_key, len(directions))
+            params.append({d: cell.init(k, input_size) for d, k in zip(directions, keys)})
+            input_size = width * cell.hidden_size
+        return params
+
+    def initial_carry(batch_size: int) -> StackCarry:
+        return [{d: cell.initial_carry(batch_size) for d in directions} for cell in cells]
+
+    def apply(
+        params: StackParams,
+        xs: Array,
+        *,
+        carry: StackCarry | None = None,
+        lengths: Array | None = None,
+        resets: Array | None = None,
+        key: Array | None = None,
+        time_major: bool = False,
+        unroll: int | bool = 1,
+    ) -> tuple[StackCarry, Array]:
+        if len(params) != len(cells):
+            raise ValueError(f"params has {len(params)} layers; the stack has {len(cells)}.")
+        if carry is None:
+            carry = [dict.fromkeys(directions) for _ in cells]
+        elif len(carry) != len(cells):
+            raise ValueError(f"carry has {len(carry)} layers; the stack has {len(cells)}.")
+        feature_axis = -1
+        new_carry = []
+        for layer, cell in enumerate(cells):
+            layer_carry, outputs = {}, []
+            for d in directions:
+                layer_carry[d], ys = scan(
+                    cell,
+                    params[layer][d],
+                    xs,
+                    carry=carry[layer][d],
+                    lengths=lengths,
+                    resets=resets,
+                    reverse=d == "backward",
+                    time_major=time_major,
+                    unroll=unroll,
+                )
+                outputs.append(ys)
+            new_carry.append(layer_carry)
+            xs = outputs[0] if len(outputs) == 1 else jnp.concatenate(outputs, feature_axis)
+            if key is not None and dropout > 0.0 and layer < len(cells) - 1:
+                key, dropout_key = jax.random.split(key)
+                keep = jax.random.bernoulli(dropout_key, 1.0 - dropout, xs.shape)
+                xs = jnp.where(keep, xs / (1.0 - dropout), 0.0)
+        return new_carry, xs
+
+    return Stack(
+        init, initial_carry, apply, cells, bidirectional, dropout, width * cells[-1].hidden_size
+    )
+
+
+def final_outputs(
+    ys: Array, *, lengths: Array | None = None, bidirectional: bool = False
+) -> Array:
+    """The summary of each sequence that a classifier head reads, ``(batch, features)``.
+
+    Args:
+      ys: outputs of `scan` or `Stack.apply`, ``(batch, time, features)``.
+      lengths: optional int ``(batch,)``; the forward output is read at ``lengths - 1``
+        (rows of length 0 give zeros).
+      bidirectional: whether the second half of the features comes from a backward run,
+        whose summary of the whole sequence is its output at step 0.
+
+    Returns:
+      ``(batch, features)``: the forward output after each row's last valid step, and for
+      bidirectional outputs the backward output at step 0 concatenated after it.
+    """
+    time = ys.shape[1]
+    if lengths is None:
+        last = ys[:, time - 1]
+    else:
+        index = jnp.clip(jnp.asarray(lengths) - 1, 0, time - 1)
+        last = jnp.take_along_axis(ys, index[:, None, None], axis=1)[:, 0]
+        last = jnp.where((jnp.asarray(lengths) > 0)[:, None], last, 0.0)
+    if not bidirectional:
+        return last
+    half = ys.shape[-1] // 2
+    return jnp.concatenate([last[:, :half], ys[:, 0, half:]], axis=-1)

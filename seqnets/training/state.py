@@ -1,0 +1,32 @@
+"""`TrainState`: everything a training run needs to continue, as one pytree."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import optax
+
+from seqnets.cells.base import Array
+
+
+class TrainState(NamedTuple):
+    """Parameters, optimizer state, step counter and RNG key.
+
+    Attributes:
+      params: the model's parameters (any pytree).
+      opt_state: the optax optimizer's state.
+      step: int32 scalar, the number of updates applied so far.
+      key: a typed PRNG key (``jax.random.key``); the train step splits a fresh key for
+        dropout and the like from ``fold_in(key, step)``, so the key itself never changes.
+    """
+
+    params: Any
+    opt_state: Any
+    step: Array
+    key: Array
+
+
+def create_train_state(params: Any, optimizer: optax.GradientTransformation, key: Array) -> TrainState:
+    """A `TrainState` at step 0 with ``optimizer.init(params)``."""
+    return TrainState(params, optimizer.init(params), jax.numpy.zeros((), jax.numpy.int32), key)

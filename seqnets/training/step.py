@@ -1,0 +1,100 @@
+"""Jitted train and eval steps built from a loss function and an optax optimizer.
+
+A loss function has the signature ``loss_fn(params, batch, key) -> (loss, metrics)``:
+``loss`` a float32 scalar, ``metrics`` a dict of scalars, ``key`` a fresh PRNG key for
+the step (dropout); ``batch`` is any pytree of arrays.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from seqnets.cells.base import Array
+from seqnets.training.state import TrainState
+
+LossFn = Callable[[Any, Any, Array], tuple[Array, dict[str, Array]]]
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Raised by `check_finite` when a step produced a NaN or infinite loss or gradient."""
+
+
+def train_step_fn(
+    loss_fn: LossFn,
+    optimizer: optax.GradientTransformation,
+    *,
+    clip_norm: float | None = None,
+) -> Callable[[TrainState, Any], tuple[TrainState, dict[str, Array]]]:
+    """The pure (un-jitted) train step: ``(state, batch) -> (state, metrics)``.
+
+    The step computes the gradient of ``loss_fn``, optionally clips it to global norm
+    ``clip_norm``, and applies ``optimizer``. If the loss or the gradient is not finite,
+    the update is skipped (parameters and optimizer state stay as they were) and
+    ``metrics["finite"]`` is False; `check_finite` turns that into an error naming the step.
+
+    ``metrics`` holds the loss function's metrics plus ``loss``, ``grad_norm`` and ``finite``.
+    """
+    if clip_norm is not None:
+        optimizer = optax.chain(optax.clip_by_global_norm(clip_norm), optimizer)
+
+    def step(state: TrainState, batch: Any) -> tuple[TrainState, dict[str, Array]]:
+        key = jax.random.fold_in(state.key, state.step)
+        (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+            state.params, batch, key
+        )
+        grad_norm = optax.global_norm(grads)
+        finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)  # noqa: E731
+        new_state = TrainState(
+            keep(params, state.params),
+            keep(opt_state, state.opt_state),
+            state.step + 1,
+            state.key,
+        )
+        return new_state, {**metrics, "loss": loss, "grad_norm": grad_norm, "finite": finite}
+
+    return step
+
+
+def make_train_step(
+    loss_fn: LossFn,
+    optimizer: optax.GradientTransformation,
+    *,
+    clip_norm: float | None = None,
+    donate: bool = True,
+) -> Callable[[TrainState, Any], tuple[TrainState, dict[str, Array]]]:
+    """`train_step_fn` under ``jax.jit``, donating the input state's buffers.
+
+    With ``donate=True`` the state passed in is consumed: keep only the returned one.
+    """
+    step = train_step_fn(loss_fn, optimizer, clip_norm=clip_norm)
+    return jax.jit(step, donate_argnums=(0,) if donate else ())
+
+
+def make_eval_step(
+    metrics_fn: Callable[[Any, Any], dict[str, Array]],
+) -> Callable[[Any, Any], dict[str, Array]]:
+    """``jax.jit(metrics_fn)``: ``(params, batch) -> metrics``, a dict of scalars."""
+    return jax.jit(metrics_fn)
+
+
+def check_finite(metrics: dict[str, Any], step: int) -> None:
+    """Raises `NonFiniteLossError` naming ``step`` when ``metrics["finite"]`` is False.
+
+    Call it with the metrics a train step returned; the update of that step was
+    already skipped, so the state in hand still holds the last finite parameters.
+    """
+    if not bool(metrics["finite"]):
+        raise NonFiniteLossError(
+            f"step {step}: the loss or gradient is not finite (loss={float(metrics['loss'])}, "
+            f"grad_norm={float(metrics['grad_norm'])}); the update was skipped and training "
+            "stopped. Lower the learning rate, set a gradient clip (clip_norm), or check the "
+            "inputs of this batch."
+        )
