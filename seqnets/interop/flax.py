@@ -23,7 +23,7 @@ _GRU_GATES = ("r", "z", "n")
 
 def _inner(flax_params: dict) -> dict:
     """Accepts both ``{"params": {...}}`` (what ``Module.init`` returns) and the inner dict."""
-    return flax_params["params"] if "params" in flax_params else flax_params
+    return flax_params.get("params", flax_params)
 
 
 def _get(tree: dict, *path: str) -> Array:

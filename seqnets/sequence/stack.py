@@ -81,7 +81,7 @@ def stack(
         params = []
         for cell, layer_key in zip(cells, jax.random.split(key, len(cells)), strict=True):
             keys = jax.random.split(layer_key, len(directions))
-            params.append({d: cell.init(k, input_size) for d, k in zip(directions, keys)})
+            params.append({d: cell.init(k, input_size) for d, k in zip(directions, keys, strict=True)})
             input_size = width * cell.hidden_size
         return params
 

@@ -27,6 +27,8 @@ class TrainState(NamedTuple):
     key: Array
 
 
-def create_train_state(params: Any, optimizer: optax.GradientTransformation, key: Array) -> TrainState:
+def create_train_state(
+    params: Any, optimizer: optax.GradientTransformation, key: Array
+) -> TrainState:
     """A `TrainState` at step 0 with ``optimizer.init(params)``."""
     return TrainState(params, optimizer.init(params), jax.numpy.zeros((), jax.numpy.int32), key)

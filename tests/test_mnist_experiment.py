@@ -1,0 +1,115 @@
+"""The MNIST-rows experiment: smoke run outputs, and kill-then-resume equality."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import chex
+import jax
+import pytest
+
+from experiments import mnist_rows
+from seqnets.training import Checkpointer, create_train_state
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(*args, wait=True):
+    cmd = [sys.executable, "-m", "experiments.mnist_rows", "--no-progress", *args]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    if wait:
+        out, _ = proc.communicate(timeout=300)
+        assert proc.returncode == 0, out
+        return out
+    return proc
+
+
+def final_state(workdir, config):
+    model = mnist_rows.make_model(config)
+    like = create_train_state(
+        mnist_rows.init_params(model, jax.random.key(0)),
+        mnist_rows.make_optimizer(config, 10),
+        jax.random.key(0),
+    )
+    ckpt = Checkpointer(Path(workdir) / "checkpoints", save_every=1)
+    state = ckpt.restore(like)
+    ckpt.close()
+    return jax.device_get(state)
+
+
+def test_smoke_run_writes_metrics_plot_and_results(tmp_path):
+    out = run("--smoke", "--workdir", str(tmp_path))
+    assert "test accuracy" in out
+    lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in lines]
+    assert [r["epoch"] for r in records] == [1, 2]
+    assert records[1]["train_loss"] < records[0]["train_loss"]
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["test_examples"] == 1000 and results["steps"] == 46
+    assert results["test_accuracy"] > 0.3  # well above chance (0.1) after 46 steps
+    png = (tmp_path / "learning_curve.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+    # A second run refuses to overwrite the first unless asked.
+    proc = run("--smoke", "--workdir", str(tmp_path), wait=False)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode != 0 and "--resume" in out and "--overwrite" in out
+
+
+def test_killed_run_resumes_to_the_same_parameters(tmp_path):
+    args = ["--smoke", "--checkpoint-every", "5"]
+    run(*args, "--workdir", str(tmp_path / "straight"))
+
+    interrupted = tmp_path / "interrupted"
+    proc = run(*args, "--workdir", str(interrupted), wait=False)
+    deadline = time.time() + 120
+    while not any((interrupted / "checkpoints").glob("[0-9]*")):
+        assert proc.poll() is None, "the run ended before its first checkpoint"
+        assert time.time() < deadline
+        time.sleep(0.02)
+    assert proc.poll() is None, "the run finished before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    killed_at = max(int(p.name) for p in (interrupted / "checkpoints").glob("[0-9]*"))
+    assert killed_at < 46
+    out = run(*args, "--workdir", str(interrupted), "--resume")
+    assert f"resumed from step {killed_at}" in out
+
+    config = mnist_rows.effective(mnist_rows.Config(smoke=True))
+    a, b = final_state(tmp_path / "straight", config), final_state(interrupted, config)
+    assert int(a.step) == int(b.step) == 46
+    chex.assert_trees_all_equal(a.params, b.params)
+    chex.assert_trees_all_equal(a.opt_state, b.opt_state)
+    ra = json.loads((tmp_path / "straight" / "results.json").read_text())
+    rb = json.loads((interrupted / "results.json").read_text())
+    assert ra["test_accuracy"] == rb["test_accuracy"] and ra["test_loss"] == rb["test_loss"]
+    epochs = [json.loads(x)["epoch"] for x in (interrupted / "metrics.jsonl").read_text().split()]
+    assert epochs == [1, 2]
+
+
+def test_resume_with_another_config_is_refused(tmp_path):
+    run("--smoke", "--workdir", str(tmp_path))
+    proc = run("--smoke", "--workdir", str(tmp_path), "--resume", "--hidden-size", "64",
+               wait=False)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode != 0 and "hidden_size: saved 128, now 64" in out
+
+
+def test_help_explains_every_option():
+    out = subprocess.run([sys.executable, "-m", "experiments.mnist_rows", "--help"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120, check=True).stdout
+    for field in mnist_rows.Config.__dataclass_fields__:
+        assert "--" + field.replace("_", "-") in out, field
+    assert "Peak Adam learning rate" in out
+
+
+@pytest.mark.slow
+def test_full_run_reaches_99_percent(tmp_path):
+    """The README command; about 7 minutes on 2 cores."""
+    run("--workdir", str(tmp_path))
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["test_examples"] == 10000 and results["test_accuracy"] >= 0.99

