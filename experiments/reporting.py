@@ -60,7 +60,10 @@ class MetricsLog:
         self.records: list[dict[str, Any]] = []
         if keep_until_step is not None and self.path.exists():
             for line in self.path.read_text().splitlines():
-                record = json.loads(line)
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError:  # a line torn by a kill mid-write
+                    continue
                 if record.get("step", 0) <= keep_until_step:
                     self.records.append(record)
         self.path.write_text("".join(json.dumps(r) + "\n" for r in self.records))

@@ -31,7 +31,9 @@ def test_flax_cells_match_with_converted_weights(name):
     variables = jax.tree.map(
         lambda p: p + 0.1 * jax.random.normal(jax.random.key(3), p.shape), variables
     )
-    flax_carry, flax_ys = nn.RNN(flax_cell, return_carry=True).apply(variables, xs)
+    flax_carry, flax_ys = nn.RNN(flax_cell, return_carry=True).apply(
+        {"params": {"cell": variables["params"]}}, xs
+    )
 
     cell = factory(H)
     params = from_flax(variables)

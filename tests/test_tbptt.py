@@ -64,7 +64,8 @@ def model_and_loss(cell_name, num_layers=1):
         logits = ys @ params["w"]
         return softmax_cross_entropy(logits, y), (carry, {})
 
-    params = {"rnn": model.init(jax.random.key(0), F), "w": jnp.ones((4, 2)) * 0.3}
+    params = {"rnn": model.init(jax.random.key(0), F),
+              "w": jax.random.normal(jax.random.key(2), (4, 2))}
     x = random_inputs(1, (B, T, F))
     y = (x[..., 0] > 0).astype(jnp.int32)
     return model, loss_fn, params, (x, y)

@@ -281,10 +281,19 @@ def _load_tfds(data_dir: str | os.PathLike | None, verify: bool) -> MNIST:
         try:
             # download=False answers at once; a download attempt offline retries DNS for minutes.
             source = tfds.data_source("mnist", split=split, data_dir=data_dir, download=False)
-        except (KeyError, AssertionError, FileNotFoundError, ValueError) as e:
-            where = data_dir or "TFDS's default data directory"
+        except (NotImplementedError, KeyError, AssertionError, FileNotFoundError, ValueError,
+                OSError) as e:
+            builder = tfds.builder("mnist", data_dir=data_dir)
+            if builder.is_prepared() and isinstance(e, NotImplementedError):
+                # Prepared by TensorFlow in its default TFRECORD format: no random access.
+                raise SourceUnavailableError(
+                    f"TFDS mnist in {builder.data_dir} is in a format without random access "
+                    "(TFRECORD); prepare it again with tfds.builder('mnist')"
+                    ".download_and_prepare(file_format='array_record')."
+                ) from None
             raise SourceUnavailableError(
-                f"TFDS mnist is not prepared in {where} ({e}); prepare it with {HOW_TO_GET['tfds']}."
+                f"TFDS mnist is not prepared in {builder.data_dir}; prepare it with "
+                f"{HOW_TO_GET['tfds']}."
             ) from None
         n = len(source)
         images = np.empty((n, 28, 28), np.uint8)

@@ -66,6 +66,8 @@ def scan(
             f"seqnets.scan expects xs of shape {layout}; got shape {xs.shape} (rank {xs.ndim}). "
             "For a single step use cell.apply; for one unbatched sequence add a batch axis."
         )
+    # Abstract evaluation only: lets the cell reject the input in the caller's own layout.
+    jax.eval_shape(cell.project, params, xs)
     xs_tm = xs if time_major else jnp.swapaxes(xs, 0, 1)
     time, batch = xs_tm.shape[:2]
 

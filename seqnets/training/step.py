@@ -39,16 +39,21 @@ def train_step_fn(
 
     ``metrics`` holds the loss function's metrics plus ``loss``, ``grad_norm`` and ``finite``.
     """
-    if clip_norm is not None:
-        optimizer = optax.chain(optax.clip_by_global_norm(clip_norm), optimizer)
+    if clip_norm is not None and not clip_norm > 0:
+        raise ValueError(f"clip_norm must be positive; got {clip_norm}.")
 
     def step(state: TrainState, batch: Any) -> tuple[TrainState, dict[str, Array]]:
         key = jax.random.fold_in(state.key, state.step)
         (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(
             state.params, batch, key
         )
-        grad_norm = optax.global_norm(grads)
+        grad_norm = optax.tree.norm(grads)
         finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+        if clip_norm is not None:
+            # Clipped here rather than chained into the optimizer, so that the optimizer
+            # state the caller built with optimizer.init matches.
+            scale = jnp.where(grad_norm > clip_norm, clip_norm / grad_norm, 1.0)
+            grads = jax.tree.map(lambda g: g * scale.astype(g.dtype), grads)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)  # noqa: E731
