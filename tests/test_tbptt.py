@@ -72,7 +72,7 @@ def model_and_loss(cell_name, num_layers=1):
 
 
 def test_no_gradient_crosses_a_window_boundary(cell_name):
-    model, loss_fn, params, (x, y) = model_and_loss(cell_name)
+    _, loss_fn, params, (x, y) = model_and_loss(cell_name)
 
     def second_window_loss(x_first, window_loss):
         _, (carry, _) = window_loss(params, None, (x_first, y[:, :W]), None)
