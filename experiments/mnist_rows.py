@@ -29,6 +29,7 @@ from experiments import reporting
 from seqnets.cpu import restart_with_tuned_allocator
 from seqnets.data import load_mnist
 from seqnets.data.augment import random_shift
+from seqnets.parallel import check_batch_divides, data_mesh, replicate, shard_batch
 from seqnets.training import (
     Checkpointer,
     accuracy,
@@ -95,6 +96,8 @@ class Config:
     """Evaluate on the first N test images (default: all 10,000; the smoke run: 1,000)."""
     progress: bool = True
     """Show a progress bar."""
+    devices: int | None = None
+    """Data-parallel over this many local devices (default: all); the batch must divide."""
 
 
 def effective(config: Config) -> Config:
@@ -150,11 +153,16 @@ def make_optimizer(config: Config, steps_per_epoch: int) -> optax.GradientTransf
     return optax.adam(lr)
 
 
-def evaluate(eval_fn, params, images: np.ndarray, labels: np.ndarray, batch_size: int = 1000):
+def evaluate(eval_fn, params, images: np.ndarray, labels: np.ndarray, mesh,
+             batch_size: int = 1000):
     """Mean loss and accuracy over all of ``images``, in batches (the last one may be short)."""
     loss_sum, correct = 0.0, 0.0
     for start in range(0, len(images), batch_size):
         batch = (images[start : start + batch_size], labels[start : start + batch_size])
+        if len(batch[0]) % mesh.size == 0:
+            batch = shard_batch(batch, mesh)
+        else:  # a short last batch: every device evaluates all of it
+            batch = replicate(batch, mesh)
         loss, acc = eval_fn(params, batch)
         n = len(batch[0])
         loss_sum += float(loss) * n
@@ -177,6 +185,8 @@ def train_and_evaluate(config: Config, workdir: str | Path) -> dict:
     if config.test_examples is not None:
         test_x, test_y = test_x[: config.test_examples], test_y[: config.test_examples]
 
+    mesh = data_mesh(config.devices, jax.local_devices())
+    check_batch_divides(config.batch_size, mesh.size)
     steps_per_epoch = num_batches(len(train_x), config.batch_size)
     total_steps = config.epochs * steps_per_epoch
     model = make_model(config)
@@ -204,6 +214,7 @@ def train_and_evaluate(config: Config, workdir: str | Path) -> dict:
     if config.resume and checkpointer.latest_step() is not None:
         state = checkpointer.restore(state)
         print(f"resumed from step {int(state.step)} in {checkpointer.directory}")
+    state = replicate(state, mesh)
     log = reporting.MetricsLog(workdir, keep_until_step=int(state.step))
 
     step = int(state.step)
@@ -223,7 +234,7 @@ def train_and_evaluate(config: Config, workdir: str | Path) -> dict:
             # The shifts are a function of (seed, epoch, batch): a resumed run redraws them.
             rng = np.random.default_rng([config.seed, epoch, b])
             images = random_shift(train_x[idx], config.augment_shift, rng)
-            state, metrics = train_step(state, (images, train_y[idx]))
+            state, metrics = train_step(state, shard_batch((images, train_y[idx]), mesh))
             step += 1
             metrics = jax.device_get(metrics)
             check_finite(metrics, step)
@@ -236,7 +247,7 @@ def train_and_evaluate(config: Config, workdir: str | Path) -> dict:
             checkpointer.save(state)
         bar.close()
         epoch_time = time.perf_counter() - epoch_start
-        test_loss, test_acc = evaluate(eval_fn, state.params, test_x, test_y)
+        test_loss, test_acc = evaluate(eval_fn, state.params, test_x, test_y, mesh)
         record = {
             "epoch": epoch + 1,
             "step": step,
@@ -257,7 +268,7 @@ def train_and_evaluate(config: Config, workdir: str | Path) -> dict:
     checkpointer.save(state, force=True)
     checkpointer.close()
 
-    test_loss, test_acc = evaluate(eval_fn, state.params, test_x, test_y)
+    test_loss, test_acc = evaluate(eval_fn, state.params, test_x, test_y, mesh)
     wall = time.perf_counter() - start_time
     plot_learning_curve(log.records, workdir / "learning_curve.png")
     results = {
@@ -270,6 +281,7 @@ def train_and_evaluate(config: Config, workdir: str | Path) -> dict:
         "wall_seconds": wall,
         "data_source": data.source,
         "device": str(jax.devices()[0].device_kind),
+        "devices": mesh.size,
         "jax_version": jax.__version__,
     }
     reporting.write_results(workdir, results)

@@ -1,9 +1,16 @@
-"""Shared fixtures. Tests run on the CPU with float32."""
+"""Shared fixtures. Tests run on the CPU with float32, on 8 CPU devices.
+
+The device count must be set before JAX's first operation; tests that do not shard
+anything run on the first device as usual.
+"""
 
 import jax
-import pytest
 
-import seqnets as sn
+jax.config.update("jax_num_cpu_devices", 8)
+
+import pytest  # noqa: E402
+
+import seqnets as sn  # noqa: E402
 
 CELL_FACTORIES = {"lstm": sn.lstm, "gru": sn.gru, "elman": sn.elman}
 

@@ -94,6 +94,8 @@ def scan(
             reset = reset & valid
 
     projected = cell.project(params, xs_tm)  # (time, batch, projection)
+    # Inside shard_map the inputs vary across devices; the carry must vary the same way.
+    carry, initial = _vary_like(carry, projected), _vary_like(initial, projected)
 
     def body(carry: Carry, inputs: tuple[Array, Array | None, Array | None]):
         projected_t, valid_t, reset_t = inputs
@@ -109,6 +111,28 @@ def scan(
         body, carry, (projected, valid, reset), reverse=reverse, unroll=unroll
     )
     return carry, (ys if time_major else jnp.swapaxes(ys, 0, 1))
+
+
+def _varying_axes(x: Array) -> frozenset:
+    """The shard_map axes over which ``x`` varies (empty outside shard_map)."""
+    aval = jax.typeof(x)
+    manual = getattr(aval, "manual_axis_type", None)  # jax >= 0.10
+    if manual is not None:
+        return frozenset(manual.varying)
+    return frozenset(getattr(aval, "vma", ()))
+
+
+def _vary_like(tree: Carry, like: Array) -> Carry:
+    """Casts ``tree`` to vary over the same ``shard_map`` axes as ``like`` (a no-op outside)."""
+    axes = _varying_axes(like)
+    if not axes:
+        return tree
+
+    def cast(leaf: Array) -> Array:
+        missing = tuple(sorted(axes - _varying_axes(leaf)))
+        return jax.lax.pcast(leaf, missing, to="varying") if missing else leaf
+
+    return jax.tree.map(cast, tree)
 
 
 def _where(mask: Array, if_true: Carry, if_false: Carry) -> Carry:

@@ -1,0 +1,189 @@
+"""Data parallelism: the same train step on one device, many devices, or many hosts.
+
+Three ways, each tested against one device on the same global batch:
+
+* **jit + sharding** (recommended): a ``("data",)`` mesh over the devices, the train
+  state replicated, the batch sharded on its leading axis. The jitted step from
+  `seqnets.training.make_train_step` is unchanged; XLA inserts the gradient all-reduce.
+  Works across hosts too (`global_batch` assembles each process's share).
+* **pmap** (`make_pmap_train_step`): for code bases that still use it; loss and gradients
+  averaged with ``lax.pmean`` over a named axis.
+* **shard_map** (`make_shard_map_train_step`): per-device code with explicit collectives.
+  The gradient is taken of ``pmean(loss)``: inside ``shard_map`` the gradient of a
+  replicated parameter is already summed over devices, so ``pmean(grad)`` would be N
+  times too large.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from seqnets.training.state import TrainState
+from seqnets.training.step import LossFn
+
+AXIS = "data"
+
+
+def data_mesh(num_devices: int | None = None, devices: Sequence[jax.Device] | None = None) -> Mesh:
+    """A 1-D mesh named ``"data"``.
+
+    Args:
+      num_devices: use the first ``num_devices`` of ``devices`` (default: all of them).
+      devices: the devices (default: ``jax.devices()``, every device of every process).
+
+    Raises:
+      ValueError: when more devices are asked for than exist.
+    """
+    devices = list(jax.devices() if devices is None else devices)
+    if num_devices is not None:
+        if not 1 <= num_devices <= len(devices):
+            raise ValueError(
+                f"asked for {num_devices} devices; {len(devices)} are available "
+                f"({devices[0].platform}). On a CPU, more can be made with "
+                "XLA_FLAGS=--xla_force_host_platform_device_count=N set before JAX starts."
+            )
+        devices = devices[:num_devices]
+    return Mesh(np.array(devices), (AXIS,))
+
+
+def check_batch_divides(global_batch_size: int, num_devices: int) -> int:
+    """Returns the per-device batch size; raises ValueError if it is not a whole number."""
+    if global_batch_size % num_devices:
+        lower = global_batch_size - global_batch_size % num_devices
+        raise ValueError(
+            f"the global batch of {global_batch_size} does not divide over {num_devices} "
+            f"devices; use a multiple of {num_devices} (e.g. {lower or num_devices} or "
+            f"{lower + num_devices}), or choose the device count with --devices."
+        )
+    return global_batch_size // num_devices
+
+
+def replicate(tree: Any, mesh: Mesh) -> Any:
+    """Places every leaf of ``tree`` on every device of ``mesh`` (typed PRNG keys included).
+
+    With several processes, each must pass the same values (e.g. from the same seed).
+    """
+    sharding = NamedSharding(mesh, P())
+    if jax.process_count() == 1:
+        return jax.device_put(tree, sharding)
+
+    def place(leaf):
+        if jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+            data = place(jax.random.key_data(leaf))
+            return jax.random.wrap_key_data(data, impl=jax.random.key_impl(leaf))
+        value = np.asarray(leaf)
+        return jax.make_array_from_callback(value.shape, sharding, lambda index: value[index])
+
+    return jax.tree.map(place, tree)
+
+
+def shard_batch(batch: Any, mesh: Mesh) -> Any:
+    """Splits every leaf's leading (batch) axis over the mesh; one process holds it all.
+
+    Raises:
+      ValueError: when the batch does not divide over the devices.
+    """
+    for leaf in jax.tree.leaves(batch):
+        check_batch_divides(np.shape(leaf)[0], mesh.size)
+    return jax.device_put(batch, NamedSharding(mesh, P(AXIS)))
+
+
+def global_batch(local_batch: Any, mesh: Mesh) -> Any:
+    """Assembles a batch sharded over all processes from each process's own rows.
+
+    Every process calls it with its share, ``(global_batch / process_count, ...)``, in
+    process order; the result is a global array whose leading axis is the whole batch.
+    With one process it is `shard_batch`.
+    """
+    sharding = NamedSharding(mesh, P(AXIS))
+
+    def make(leaf):
+        leaf = np.asarray(leaf)
+        global_shape = (leaf.shape[0] * jax.process_count(), *leaf.shape[1:])
+        check_batch_divides(global_shape[0], mesh.size)
+        return jax.make_array_from_process_local_data(sharding, leaf, global_shape)
+
+    return jax.tree.map(make, local_batch)
+
+
+def _pmean_step(loss_fn: LossFn, optimizer: optax.GradientTransformation, axis_name: str,
+                grad_of_mean: bool):
+    def step(state: TrainState, batch: Any):
+        key = jax.random.fold_in(state.key, state.step)
+
+        def loss(params):
+            value, metrics = loss_fn(params, batch, key)
+            if grad_of_mean:
+                value = jax.lax.pmean(value, axis_name)
+            return value, metrics
+
+        (value, metrics), grads = jax.value_and_grad(loss, has_aux=True)(state.params)
+        if not grad_of_mean:
+            value = jax.lax.pmean(value, axis_name)
+            grads = jax.lax.pmean(grads, axis_name)
+        metrics = jax.lax.pmean(metrics, axis_name)
+        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        return TrainState(params, opt_state, state.step + 1, state.key), {**metrics, "loss": value}
+
+    return step
+
+
+def make_pmap_train_step(
+    loss_fn: LossFn, optimizer: optax.GradientTransformation, *, axis_name: str = AXIS
+) -> Callable[[TrainState, Any], tuple[TrainState, dict]]:
+    """A ``jax.pmap`` train step: ``(state, batch) -> (state, metrics)``.
+
+    ``state`` carries a leading device axis (`stack_for_pmap`), ``batch`` leaves are
+    ``(devices, per_device_batch, ...)`` (`split_for_pmap`). Loss, gradients and metrics
+    are averaged with ``lax.pmean`` over ``axis_name``, so every device applies the
+    update of the global batch mean. The step's PRNG key is the same on every device.
+    """
+    return jax.pmap(_pmean_step(loss_fn, optimizer, axis_name, grad_of_mean=False),
+                    axis_name=axis_name)
+
+
+def stack_for_pmap(tree: Any, num_devices: int) -> Any:
+    """Gives each leaf a leading axis of ``num_devices`` copies (what pmap replicates)."""
+    return jax.tree.map(lambda x: jnp.broadcast_to(x, (num_devices, *jnp.shape(x))), tree)
+
+
+def split_for_pmap(batch: Any, num_devices: int) -> Any:
+    """Reshapes each leaf ``(global_batch, ...)`` to ``(num_devices, per_device, ...)``."""
+
+    def split(x):
+        per_device = check_batch_divides(np.shape(x)[0], num_devices)
+        return jnp.reshape(x, (num_devices, per_device, *np.shape(x)[1:]))
+
+    return jax.tree.map(split, batch)
+
+
+def unstack_from_pmap(tree: Any) -> Any:
+    """The copy on the first device of a pmapped (replicated) tree."""
+    return jax.tree.map(lambda x: x[0], tree)
+
+
+def make_shard_map_train_step(
+    loss_fn: LossFn, optimizer: optax.GradientTransformation, mesh: Mesh
+) -> Callable[[TrainState, Any], tuple[TrainState, dict]]:
+    """A jitted ``jax.shard_map`` train step over ``mesh``'s ``"data"`` axis.
+
+    Takes and returns the same replicated state and sharded batch as the jit + sharding
+    path (`replicate`, `shard_batch`). Inside, each device computes its shard's loss; the
+    gradient is taken of the ``pmean`` of the loss (see the module docstring).
+    """
+    step = jax.shard_map(
+        _pmean_step(loss_fn, optimizer, AXIS, grad_of_mean=True),
+        mesh=mesh,
+        in_specs=(P(), P(AXIS)),
+        out_specs=(P(), P()),
+    )
+    return jax.jit(step)

@@ -1,0 +1,150 @@
+"""Data parallel on 8 CPU devices (conftest sets them): every path matches one device."""
+
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import chex
+import jax
+import numpy as np
+import optax
+import pytest
+
+import seqnets as sn
+from seqnets import parallel
+from seqnets.training import create_train_state, make_train_step, softmax_cross_entropy
+
+ROOT = Path(__file__).resolve().parents[1]
+DEVICES = 8
+CELL = sn.lstm(16)
+STEPS = 4
+
+
+def loss_fn(params, batch, key):
+    x, y = batch
+    carry, _ = sn.scan(CELL, params["rnn"], x)
+    loss = softmax_cross_entropy(carry[1] @ params["w"], y)
+    return loss, {"loss_copy": loss}
+
+
+def fresh_state(optimizer):
+    k1, k2 = jax.random.split(jax.random.key(0))
+    params = {"rnn": CELL.init(k1, 28), "w": 0.1 * jax.random.normal(k2, (16, 10))}
+    return create_train_state(params, optimizer, jax.random.key(1))
+
+
+def batches(global_batch=64):
+    rng = np.random.default_rng(0)
+    for _ in range(STEPS):
+        yield (rng.normal(size=(global_batch, 28, 28)).astype(np.float32),
+               rng.integers(0, 10, global_batch).astype(np.int32))
+
+
+@pytest.fixture(scope="module")
+def optimizer():
+    return optax.adam(1e-3)
+
+
+@pytest.fixture(scope="module")
+def single_device(optimizer):
+    assert jax.device_count() == DEVICES, "tests/conftest.py sets 8 CPU devices"
+    state = fresh_state(optimizer)
+    step = make_train_step(loss_fn, optimizer)
+    for batch in batches():
+        state, metrics = step(state, batch)
+    return jax.device_get(state), float(metrics["loss"])
+
+
+def assert_matches(state, reference):
+    ref_state, _ = reference
+    assert int(state.step) == STEPS
+    chex.assert_trees_all_close(jax.device_get(state.params), ref_state.params,
+                                atol=1e-6, rtol=1e-6)
+    chex.assert_trees_all_close(jax.device_get(state.opt_state), ref_state.opt_state,
+                                atol=1e-6, rtol=1e-6)
+
+
+def test_jit_with_sharding_matches_one_device(optimizer, single_device):
+    mesh = parallel.data_mesh()
+    state = parallel.replicate(fresh_state(optimizer), mesh)
+    step = make_train_step(loss_fn, optimizer)  # the very same step
+    for batch in batches():
+        sharded = parallel.shard_batch(batch, mesh)
+        assert len(sharded[0].sharding.device_set) == DEVICES
+        state, metrics = step(state, sharded)
+    assert_matches(state, single_device)
+    np.testing.assert_allclose(float(metrics["loss"]), single_device[1], rtol=1e-6)
+
+
+def test_pmap_matches_one_device(optimizer, single_device):
+    state = parallel.stack_for_pmap(fresh_state(optimizer), DEVICES)
+    step = parallel.make_pmap_train_step(loss_fn, optimizer)
+    for batch in batches():
+        state, metrics = step(state, parallel.split_for_pmap(batch, DEVICES))
+    np.testing.assert_allclose(np.asarray(metrics["loss"]), single_device[1], rtol=1e-6)
+    assert_matches(parallel.unstack_from_pmap(state), single_device)
+
+
+def test_shard_map_matches_one_device(optimizer, single_device):
+    mesh = parallel.data_mesh()
+    state = parallel.replicate(fresh_state(optimizer), mesh)
+    step = parallel.make_shard_map_train_step(loss_fn, optimizer, mesh)
+    for batch in batches():
+        state, metrics = step(state, parallel.shard_batch(batch, mesh))
+    np.testing.assert_allclose(float(metrics["loss_copy"]), single_device[1], rtol=1e-6)
+    assert_matches(state, single_device)
+
+
+def test_shard_map_update_is_the_mean_gradient_not_n_times_it():
+    """The pitfall of shared/README: pmean of already-summed gradients is N times too big.
+
+    Adam hides a scale error (it normalises), so plain SGD checks the update itself.
+    """
+    sgd = optax.sgd(1.0)
+    mesh = parallel.data_mesh()
+    start = jax.device_get(fresh_state(sgd).params["w"])
+    step = parallel.make_shard_map_train_step(loss_fn, sgd, mesh)
+    batch = next(batches())
+    new_state, _ = step(parallel.replicate(fresh_state(sgd), mesh), parallel.shard_batch(batch, mesh))
+    ref, _ = make_train_step(loss_fn, sgd)(fresh_state(sgd), batch)
+    got = jax.device_get(new_state.params["w"]) - start
+    want = jax.device_get(ref.params["w"]) - start
+    np.testing.assert_allclose(got, want, atol=1e-6, rtol=1e-5)
+    assert not np.allclose(got, DEVICES * want, rtol=1e-2)
+
+
+def test_batch_that_does_not_divide_is_refused():
+    mesh = parallel.data_mesh()
+    batch = (np.zeros((60, 28, 28), np.float32), np.zeros((60,), np.int32))
+    with pytest.raises(ValueError, match="global batch of 60 does not divide over 8 devices"):
+        parallel.shard_batch(batch, mesh)
+    with pytest.raises(ValueError, match="global batch of 60 does not divide over 8 devices"):
+        parallel.split_for_pmap(batch, DEVICES)
+    with pytest.raises(ValueError, match="asked for 9 devices; 8 are available"):
+        parallel.data_mesh(9)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_train_to_the_same_parameters_as_one(tmp_path):
+    worker = [sys.executable, str(ROOT / "tests" / "multihost_worker.py")]
+    one = subprocess.run([*worker, str(tmp_path / "one.npz"), "1", "0", "0", "1"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert one.returncode == 0, one.stderr
+    port = str(free_port())
+    procs = [subprocess.Popen([*worker, str(tmp_path / "two.npz"), "2", str(p), port, "2"],
+                              cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True) for p in (0, 1)]
+    outputs = [p.communicate(timeout=300)[0] for p in procs]
+    for p, out in zip(procs, outputs, strict=True):
+        assert p.returncode == 0, out
+    assert "process 1: done" in outputs[1]
+    a, b = np.load(tmp_path / "one.npz"), np.load(tmp_path / "two.npz")
+    assert a.files == b.files
+    for name in a.files:
+        np.testing.assert_allclose(b[name], a[name], atol=1e-6, rtol=1e-6)
