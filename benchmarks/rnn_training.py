@@ -58,7 +58,7 @@ def lstm_flops(batch: int, time: int, inputs: int, hidden: int) -> float:
 # --- competitors: each returns (run_one_unit, units_per_call) ---------------------------
 
 
-def seqnets_lstm(w: dict, unroll: int = 1, dtype=jnp.float32):
+def seqnets_lstm(w: dict, hoist: bool = True, dtype=jnp.float32):
     cell = sn.lstm(w["hidden"], dtype=dtype)
     k1, k2 = jax.random.split(jax.random.key(0))
     params = {"rnn": cell.init(k1, w["inputs"]),
@@ -66,7 +66,7 @@ def seqnets_lstm(w: dict, unroll: int = 1, dtype=jnp.float32):
 
     def loss_fn(params, batch, key):
         x, y = batch
-        carry, _ = sn.scan(cell, params["rnn"], x, unroll=unroll)
+        carry, _ = sn.scan(cell, params["rnn"], x, hoist=hoist)
         logits = carry[1] @ params["w"] + params["b"]
         return softmax_cross_entropy(logits, y), {}
 
@@ -252,7 +252,7 @@ def competitors(workload: str, have_torch: bool) -> dict[str, Callable]:
         return table
     table = {
         "seqnets lstm (default)": lambda: seqnets_lstm(w),
-        "seqnets lstm unroll=2": lambda: seqnets_lstm(w, unroll=2),
+        "seqnets lstm hoist=False": lambda: seqnets_lstm(w, hoist=False),
         "flax nn.RNN(OptimizedLSTMCell)": lambda: flax_lstm(w, nn.OptimizedLSTMCell),
         "flax nn.RNN(LSTMCell)": lambda: flax_lstm(w, nn.LSTMCell),
     }

@@ -52,6 +52,16 @@ def test_unroll_gives_the_same_result(setup, unroll):
     chex.assert_trees_all_close(sn.scan(cell, params, xs, unroll=unroll), ref, atol=1e-6)
 
 
+def test_projection_inside_the_loop_gives_the_same_result(setup):
+    cell, params, xs = setup
+    lengths, resets = jnp.array([7, 3, 5]), jnp.zeros((B, T), bool).at[1, 2].set(True)
+    for reverse in (False, True):
+        kwargs = {"lengths": lengths, "resets": resets, "reverse": reverse}
+        chex.assert_trees_all_close(
+            sn.scan(cell, params, xs, hoist=False, **kwargs),
+            sn.scan(cell, params, xs, **kwargs), atol=1e-6)
+
+
 def test_carry_crosses_calls(setup):
     cell, params, xs = setup
     full_carry, full_ys = sn.scan(cell, params, xs)

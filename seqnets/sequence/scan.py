@@ -25,6 +25,7 @@ def scan(
     reverse: bool = False,
     time_major: bool = False,
     unroll: int | bool = 1,
+    hoist: bool = True,
 ) -> tuple[Carry, Array]:
     """Runs ``cell`` over the time axis of ``xs``.
 
@@ -49,6 +50,10 @@ def scan(
         original time order (what the backward half of a bidirectional layer needs).
       time_major: whether ``xs``, ``resets`` and ``ys`` put time first.
       unroll: passed to ``jax.lax.scan``.
+      hoist: compute the input projection of all steps before the loop (default). With
+        False each step projects its own input inside the loop, as Flax and Haiku do; on
+        a 2-core CPU that measured about 12 % faster for row-MNIST training (see
+        ``benchmarks/``), while the hoisted form is the one that pays on accelerators.
 
     Returns:
       ``(carry, ys)``: the final carry, same structure as the initial one, and the hidden
@@ -93,14 +98,16 @@ def scan(
         elif valid is not None:
             reset = reset & valid
 
-    projected = cell.project(params, xs_tm)  # (time, batch, projection)
+    # (time, batch, projection), or the raw inputs when each step projects its own.
+    inputs = cell.project(params, xs_tm) if hoist else xs_tm
     # Inside shard_map the inputs vary across devices; the carry must vary the same way.
-    carry, initial = _vary_like(carry, projected), _vary_like(initial, projected)
+    carry, initial = _vary_like(carry, inputs), _vary_like(initial, inputs)
 
-    def body(carry: Carry, inputs: tuple[Array, Array | None, Array | None]):
-        projected_t, valid_t, reset_t = inputs
+    def body(carry: Carry, step_inputs: tuple[Array, Array | None, Array | None]):
+        input_t, valid_t, reset_t = step_inputs
         if reset_t is not None:
             carry = _where(reset_t, initial, carry)
+        projected_t = input_t if hoist else cell.project(params, input_t)
         new_carry, h = cell.step(params, carry, projected_t)
         if valid_t is not None:
             new_carry = _where(valid_t, new_carry, carry)
@@ -108,7 +115,7 @@ def scan(
         return new_carry, h
 
     carry, ys = jax.lax.scan(
-        body, carry, (projected, valid, reset), reverse=reverse, unroll=unroll
+        body, carry, (inputs, valid, reset), reverse=reverse, unroll=unroll
     )
     return carry, (ys if time_major else jnp.swapaxes(ys, 0, 1))
 

@@ -27,7 +27,7 @@ class Stack(NamedTuple):
       init: ``(key, input_size) -> params``, a list with one dict per layer.
       initial_carry: ``(batch_size) -> carry``, a list with one dict per layer.
       apply: ``(params, xs, *, carry=None, lengths=None, resets=None, key=None,
-        time_major=False, unroll=1) -> (carry, ys)``; ``xs (batch, time, input_size)``,
+        time_major=False, unroll=1, hoist=True) -> (carry, ys)``; ``xs (batch, time, input_size)``,
         ``ys (batch, time, output_size)``. Dropout runs between layers only when ``key``
         is given.
       cells: the cell of each layer.
@@ -98,6 +98,7 @@ def stack(
         key: Array | None = None,
         time_major: bool = False,
         unroll: int | bool = 1,
+        hoist: bool = True,
     ) -> tuple[StackCarry, Array]:
         if len(params) != len(cells):
             raise ValueError(f"params has {len(params)} layers; the stack has {len(cells)}.")
@@ -120,6 +121,7 @@ def stack(
                     reverse=d == "backward",
                     time_major=time_major,
                     unroll=unroll,
+                    hoist=hoist,
                 )
                 outputs.append(ys)
             new_carry.append(layer_carry)
