@@ -82,7 +82,7 @@ def flax_lstm(w: dict, cell_cls):
 
     def loss_fn(params, batch, key):
         x, y = batch
-        (c, h), _ = model.apply(params["rnn"], x)
+        (_, h), _ = model.apply(params["rnn"], x)
         return softmax_cross_entropy(head.apply(params["head"], h), y), {}
 
     return _jax_classifier(w, params, loss_fn)

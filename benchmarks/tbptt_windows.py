@@ -17,7 +17,7 @@ import time
 import jax
 import optax
 
-from experiments import echo
+from experiments import echo, models
 from seqnets.cpu import restart_with_tuned_allocator
 from seqnets.training import create_train_state
 from seqnets.training.tbptt import make_epoch_step, make_window_step, split_windows
@@ -69,7 +69,7 @@ def measure(config: echo.Config, epochs: int) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--epochs", type=int, default=5, help="timed epochs per way (median)")
-    parser.add_argument("--cell", default="elman", choices=sorted(echo.CELLS))
+    parser.add_argument("--cell", default="elman", choices=sorted(models.CELLS))
     parser.add_argument("--hidden-size", type=int, default=4)
     args = parser.parse_args()
     config = echo.Config(cell=args.cell, hidden_size=args.hidden_size)

@@ -31,13 +31,12 @@ import tyro
 from tqdm import tqdm
 
 import seqnets as sn
-from experiments import reporting
+from experiments import models, reporting
 from seqnets.cpu import restart_with_tuned_allocator
 from seqnets.data import echo_streams
 from seqnets.training import accuracy, create_train_state, softmax_cross_entropy
 from seqnets.training.tbptt import make_epoch_step, make_window_step, split_windows
 
-CELLS = {"lstm": sn.lstm, "gru": sn.gru, "elman": sn.elman}
 NUM_CLASSES = 2
 
 
@@ -89,18 +88,12 @@ def effective(config: Config) -> Config:
 
 
 def make_model(config: Config) -> sn.Stack:
-    return sn.stack(CELLS[config.cell](config.hidden_size), num_layers=config.num_layers)
+    return sn.stack(models.CELLS[config.cell](config.hidden_size), num_layers=config.num_layers)
 
 
 def init_params(model: sn.Stack, key: jax.Array) -> dict:
-    k_rnn, k_head = jax.random.split(key)
-    return {
-        "rnn": model.init(k_rnn, 1),
-        "head": {
-            "w": jax.nn.initializers.lecun_normal()(k_head, (model.output_size, NUM_CLASSES)),
-            "b": jnp.zeros((NUM_CLASSES,), jnp.float32),
-        },
-    }
+    """Recurrent layers for 1-bit inputs, and a linear head ``(output_size, 2)``."""
+    return models.init_params(model, key, 1, NUM_CLASSES)
 
 
 def make_loss_fn(model: sn.Stack):
@@ -110,7 +103,7 @@ def make_loss_fn(model: sn.Stack):
         del key
         x, y = batch  # (batch, window) bits
         carry, ys = model.apply(params["rnn"], x[..., None].astype(jnp.float32), carry=carry)
-        logits = ys @ params["head"]["w"] + params["head"]["b"]  # (batch, window, 2)
+        logits = models.head(params, ys)  # (batch, window, 2)
         return softmax_cross_entropy(logits, y), (
             carry, {"accuracy": accuracy(logits, y), "predictions": jnp.argmax(logits, -1)}
         )

@@ -25,7 +25,7 @@ import tyro
 from tqdm import tqdm
 
 import seqnets as sn
-from experiments import reporting
+from experiments import models, reporting
 from seqnets.cpu import restart_with_tuned_allocator
 from seqnets.data import load_mnist
 from seqnets.data.augment import random_shift
@@ -41,7 +41,6 @@ from seqnets.training import (
     softmax_cross_entropy,
 )
 
-CELLS = {"lstm": sn.lstm, "gru": sn.gru, "elman": sn.elman}
 NUM_CLASSES = 10
 
 
@@ -113,7 +112,7 @@ def effective(config: Config) -> Config:
 
 
 def make_model(config: Config) -> sn.Stack:
-    cell = CELLS[config.cell](config.hidden_size)
+    cell = models.CELLS[config.cell](config.hidden_size)
     return sn.stack(
         cell, num_layers=config.num_layers, bidirectional=config.bidirectional,
         dropout=config.dropout,
@@ -122,14 +121,7 @@ def make_model(config: Config) -> sn.Stack:
 
 def init_params(model: sn.Stack, key: jax.Array) -> dict:
     """Recurrent layers for 28-pixel rows, and a linear head ``(output_size, 10)``."""
-    k_rnn, k_head = jax.random.split(key)
-    return {
-        "rnn": model.init(k_rnn, 28),
-        "head": {
-            "w": jax.nn.initializers.lecun_normal()(k_head, (model.output_size, NUM_CLASSES)),
-            "b": jnp.zeros((NUM_CLASSES,), jnp.float32),
-        },
-    }
+    return models.init_params(model, key, 28, NUM_CLASSES)
 
 
 def logits_fn(model: sn.Stack, params: dict, images: jax.Array, key: jax.Array | None) -> jax.Array:
@@ -137,7 +129,7 @@ def logits_fn(model: sn.Stack, params: dict, images: jax.Array, key: jax.Array |
     xs = images.astype(jnp.float32) / 255.0
     _, ys = model.apply(params["rnn"], xs, key=key)
     features = sn.final_outputs(ys, bidirectional=model.bidirectional)
-    return features @ params["head"]["w"] + params["head"]["b"]
+    return models.head(params, features)
 
 
 def make_optimizer(config: Config, steps_per_epoch: int) -> optax.GradientTransformation:
@@ -159,10 +151,9 @@ def evaluate(eval_fn, params, images: np.ndarray, labels: np.ndarray, mesh,
     loss_sum, correct = 0.0, 0.0
     for start in range(0, len(images), batch_size):
         batch = (images[start : start + batch_size], labels[start : start + batch_size])
-        if len(batch[0]) % mesh.size == 0:
-            batch = shard_batch(batch, mesh)
-        else:  # a short last batch: every device evaluates all of it
-            batch = replicate(batch, mesh)
+        # A short last batch that does not divide: every device evaluates all of it.
+        place = shard_batch if len(batch[0]) % mesh.size == 0 else replicate
+        batch = place(batch, mesh)
         loss, acc = eval_fn(params, batch)
         n = len(batch[0])
         loss_sum += float(loss) * n
