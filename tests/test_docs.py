@@ -1,4 +1,7 @@
-"""Every Python example in docs/ runs (each page's blocks in order, in one namespace)."""
+"""Every Python example in docs/ and README runs (each page's blocks in order, in one namespace).
+
+Docstring examples run as doctests (``--doctest-modules`` in pyproject.toml).
+"""
 
 import re
 from pathlib import Path
@@ -8,15 +11,16 @@ import pytest
 
 matplotlib.use("Agg")
 
-DOCS = Path(__file__).resolve().parents[1] / "docs"
+ROOT = Path(__file__).resolve().parents[1]
 BLOCK = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
-PAGES = sorted(p for p in DOCS.glob("*.md") if BLOCK.search(p.read_text()))
+PAGES = sorted(p for p in [*(ROOT / "docs").glob("*.md"), ROOT / "README.md"]
+               if BLOCK.search(p.read_text()))
 
 
 def test_the_pages_with_examples_are_found():
     names = {p.name for p in PAGES}
     assert {"index.md", "cells.md", "scan.md", "interop.md", "tf1.md", "echo.md",
-            "parallel.md"} <= names
+            "parallel.md", "README.md"} <= names
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
@@ -24,4 +28,4 @@ def test_examples_run(page):
     namespace = {"__name__": f"docs_{page.stem}"}
     for number, block in enumerate(BLOCK.findall(page.read_text()), 1):
         code = compile(block, f"{page.name}, example {number}", "exec")
-        exec(code, namespace)  # noqa: S102 - the project's own documentation
+        exec(code, namespace)

@@ -114,6 +114,14 @@ def test_shard_map_update_is_the_mean_gradient_not_n_times_it():
     assert not np.allclose(got, DEVICES * want, rtol=1e-2)
 
 
+def test_replicate_leaves_the_callers_arrays_alive_when_the_step_donates(optimizer):
+    state = fresh_state(optimizer)
+    replicated = parallel.replicate(state, parallel.data_mesh())
+    make_train_step(loss_fn, optimizer)(replicated, next(batches()))  # donates `replicated`
+    assert not any(leaf.is_deleted() for leaf in jax.tree.leaves(state))
+    assert all(leaf.is_deleted() for leaf in jax.tree.leaves(replicated.params))
+
+
 def test_batch_that_does_not_divide_is_refused():
     mesh = parallel.data_mesh()
     batch = (np.zeros((60, 28, 28), np.float32), np.zeros((60,), np.int32))

@@ -69,11 +69,15 @@ def check_batch_divides(global_batch_size: int, num_devices: int) -> int:
 def replicate(tree: Any, mesh: Mesh) -> Any:
     """Places every leaf of ``tree`` on every device of ``mesh`` (typed PRNG keys included).
 
-    With several processes, each must pass the same values (e.g. from the same seed).
+    The result never shares buffers with ``tree``, so a train step that donates its
+    state cannot delete the arrays the caller still holds. With several processes, each
+    must pass the same values (e.g. from the same seed).
     """
     sharding = NamedSharding(mesh, P())
     if jax.process_count() == 1:
-        return jax.device_put(tree, sharding)
+        # device_put may reuse the input's buffer for device 0 even with may_alias=False.
+        fresh = jax.tree.map(lambda x: x.copy() if isinstance(x, jax.Array) else x, tree)
+        return jax.device_put(fresh, sharding)
 
     def place(leaf):
         if jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
