@@ -58,7 +58,7 @@ def lstm_flops(batch: int, time: int, inputs: int, hidden: int) -> float:
 # --- competitors: each returns (run_one_unit, units_per_call) ---------------------------
 
 
-def seqnets_lstm(w: dict, hoist: bool = True, dtype=jnp.float32):
+def seqnets_lstm(w: dict, dtype=jnp.float32, **scan_options):
     cell = sn.lstm(w["hidden"], dtype=dtype)
     k1, k2 = jax.random.split(jax.random.key(0))
     params = {"rnn": cell.init(k1, w["inputs"]),
@@ -66,7 +66,7 @@ def seqnets_lstm(w: dict, hoist: bool = True, dtype=jnp.float32):
 
     def loss_fn(params, batch, key):
         x, y = batch
-        carry, _ = sn.scan(cell, params["rnn"], x, hoist=hoist)
+        carry, _ = sn.scan(cell, params["rnn"], x, **scan_options)
         logits = carry[1] @ params["w"] + params["b"]
         return softmax_cross_entropy(logits, y), {}
 
