@@ -53,7 +53,8 @@ def scan(
       hoist: compute the input projection of all steps before the loop (default). With
         False each step projects its own input inside the loop, as Flax and Haiku do; on
         a 2-core CPU that measured 1.09x faster for row-MNIST training and 1.35x for
-        pixel-MNIST (``python -m benchmarks.rnn_training``), while the hoisted form is the one that pays on accelerators.
+        pixel-MNIST (``python -m benchmarks.rnn_training``); the hoisted form is meant
+        for accelerators, where one large matmul beats many small ones.
 
     Returns:
       ``(carry, ys)``: the final carry, same structure as the initial one, and the hidden
