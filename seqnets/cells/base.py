@@ -120,6 +120,16 @@ def matmul(x: Array, w: Array, dtype: Any) -> Array:
     return jnp.matmul(x.astype(dtype), w.astype(dtype), preferred_element_type=jnp.float32)
 
 
+def input_projection(name: str, dtype: Any) -> Callable[[Params, Array], Array]:
+    """The ``project`` of the built-in cells: ``x @ w_x + b``, ``(..., input) -> (..., G*H)``."""
+
+    def project(params: Params, x: Array) -> Array:
+        check_input(params, x, name)
+        return matmul(x, params["w_x"], dtype) + params["b"]
+
+    return project
+
+
 def zeros_carry(hidden_size: int, count: int) -> Callable[[int], Carry]:
     """An ``initial_carry`` of ``count`` float32 zero arrays ``(batch, hidden_size)``."""
 

@@ -19,7 +19,7 @@ from seqnets.cells.base import (
     Initializer,
     Params,
     check_hidden_size,
-    check_input,
+    input_projection,
     make_cell,
     matmul,
     zeros_carry,
@@ -51,16 +51,10 @@ def elman(
     H = hidden_size
 
     def init(key: Array, input_size: int) -> Params:
-        k_x, k_h = jax.random.split(key)
         return {
-            "w_x": initializers.per_gate(input_init, k_x, input_size, H, 1),
-            "w_h": initializers.per_gate(recurrent_init, k_h, H, H, 1),
+            **initializers.gate_kernels(key, input_size, H, 1, input_init, recurrent_init),
             "b": jnp.zeros((H,), jnp.float32),
         }
-
-    def project(params: Params, x: Array) -> Array:
-        check_input(params, x, "elman")
-        return matmul(x, params["w_x"], dtype) + params["b"]
 
     def step(params: Params, h: Array, projected: Array):
         h = activation(projected + matmul(h, params["w_h"], dtype))
@@ -69,7 +63,7 @@ def elman(
     return make_cell(
         init=init,
         initial_carry=zeros_carry(H, 1),
-        project=project,
+        project=input_projection("elman", dtype),
         step=step,
         hidden_size=H,
         name="elman",

@@ -23,7 +23,7 @@ from seqnets.cells.base import (
     Initializer,
     Params,
     check_hidden_size,
-    check_input,
+    input_projection,
     make_cell,
     matmul,
     zeros_carry,
@@ -53,17 +53,11 @@ def gru(
     H = hidden_size
 
     def init(key: Array, input_size: int) -> Params:
-        k_x, k_h = jax.random.split(key)
         return {
-            "w_x": initializers.per_gate(input_init, k_x, input_size, H, 3),
-            "w_h": initializers.per_gate(recurrent_init, k_h, H, H, 3),
+            **initializers.gate_kernels(key, input_size, H, 3, input_init, recurrent_init),
             "b": jnp.zeros((3 * H,), jnp.float32),
             "b_hn": jnp.zeros((H,), jnp.float32),
         }
-
-    def project(params: Params, x: Array) -> Array:
-        check_input(params, x, "gru")
-        return matmul(x, params["w_x"], dtype) + params["b"]
 
     def step(params: Params, h: Array, projected: Array):
         hw = matmul(h, params["w_h"], dtype)
@@ -78,7 +72,7 @@ def gru(
     return make_cell(
         init=init,
         initial_carry=zeros_carry(H, 1),
-        project=project,
+        project=input_projection("gru", dtype),
         step=step,
         hidden_size=H,
         name="gru",

@@ -38,3 +38,19 @@ def per_gate(init: Initializer, key: Array, rows: int, hidden: int, gates: int) 
     return jnp.concatenate(
         [init(k, (rows, hidden), jnp.float32) for k in keys], axis=1
     ).astype(jnp.float32)
+
+
+def gate_kernels(
+    key: Array,
+    input_size: int,
+    hidden: int,
+    gates: int,
+    input_init: Initializer,
+    recurrent_init: Initializer,
+) -> dict[str, Array]:
+    """``{"w_x": (input_size, gates * hidden), "w_h": (hidden, gates * hidden)}``, per gate."""
+    k_x, k_h = jax.random.split(key)
+    return {
+        "w_x": per_gate(input_init, k_x, input_size, hidden, gates),
+        "w_h": per_gate(recurrent_init, k_h, hidden, hidden, gates),
+    }

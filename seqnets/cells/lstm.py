@@ -23,7 +23,7 @@ from seqnets.cells.base import (
     Initializer,
     Params,
     check_hidden_size,
-    check_input,
+    input_projection,
     make_cell,
     matmul,
     zeros_carry,
@@ -56,17 +56,11 @@ def lstm(
     H = hidden_size
 
     def init(key: Array, input_size: int) -> Params:
-        k_x, k_h = jax.random.split(key)
         b = jnp.zeros((4 * H,), jnp.float32).at[H : 2 * H].set(forget_bias)
         return {
-            "w_x": initializers.per_gate(input_init, k_x, input_size, H, 4),
-            "w_h": initializers.per_gate(recurrent_init, k_h, H, H, 4),
+            **initializers.gate_kernels(key, input_size, H, 4, input_init, recurrent_init),
             "b": b,
         }
-
-    def project(params: Params, x: Array) -> Array:
-        check_input(params, x, "lstm")
-        return matmul(x, params["w_x"], dtype) + params["b"]
 
     def step(params: Params, carry: tuple[Array, Array], projected: Array):
         c, h = carry
@@ -79,7 +73,7 @@ def lstm(
     return make_cell(
         init=init,
         initial_carry=zeros_carry(H, 2),
-        project=project,
+        project=input_projection("lstm", dtype),
         step=step,
         hidden_size=H,
         name="lstm",
