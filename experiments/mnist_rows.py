@@ -36,6 +36,7 @@ from seqnets.training import (
     check_finite,
     create_train_state,
     epoch_permutation,
+    make_eval_step,
     make_train_step,
     num_batches,
     softmax_cross_entropy,
@@ -154,7 +155,8 @@ def evaluate(eval_fn, params, images: np.ndarray, labels: np.ndarray, mesh,
         # A short last batch that does not divide: every device evaluates all of it.
         place = shard_batch if len(batch[0]) % mesh.size == 0 else replicate
         batch = place(batch, mesh)
-        loss, acc = eval_fn(params, batch)
+        metrics = eval_fn(params, batch)
+        loss, acc = metrics["loss"], metrics["accuracy"]
         n = len(batch[0])
         loss_sum += float(loss) * n
         correct += float(acc) * n
@@ -191,11 +193,12 @@ def train_and_evaluate(config: Config, workdir: str | Path) -> dict:
         logits = logits_fn(model, params, images, key if config.dropout > 0 else None)
         return softmax_cross_entropy(logits, labels), {"accuracy": accuracy(logits, labels)}
 
-    @jax.jit
-    def eval_fn(params, batch):
+    def metrics_fn(params, batch):
         images, labels = batch
         logits = logits_fn(model, params, images, None)
-        return softmax_cross_entropy(logits, labels), accuracy(logits, labels)
+        return {"loss": softmax_cross_entropy(logits, labels), "accuracy": accuracy(logits, labels)}
+
+    eval_fn = make_eval_step(metrics_fn)
 
     train_step = make_train_step(loss_fn, optimizer, clip_norm=config.clip_norm)
     checkpointer = Checkpointer(
