@@ -26,3 +26,6 @@ def make(cell_name: str, hidden: int = 5):
 
 def random_inputs(key, shape):
     return jax.random.normal(jax.random.key(key), shape)
+
+# A script that tests/test_parallel.py runs in subprocesses; importing it would run it.
+collect_ignore = ["multihost_worker.py"]
