@@ -26,7 +26,7 @@ import optax
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from seqnets.training.state import TrainState
+from seqnets.training.state import TrainState, apply_gradients, step_key
 from seqnets.training.step import LossFn
 
 AXIS = "data"
@@ -121,7 +121,7 @@ def global_batch(local_batch: Any, mesh: Mesh) -> Any:
 def _pmean_step(loss_fn: LossFn, optimizer: optax.GradientTransformation, axis_name: str,
                 grad_of_mean: bool):
     def step(state: TrainState, batch: Any):
-        key = jax.random.fold_in(state.key, state.step)
+        key = step_key(state)
 
         def loss(params):
             value, metrics = loss_fn(params, batch, key)
@@ -134,9 +134,7 @@ def _pmean_step(loss_fn: LossFn, optimizer: optax.GradientTransformation, axis_n
             value = jax.lax.pmean(value, axis_name)
             grads = jax.lax.pmean(grads, axis_name)
         metrics = jax.lax.pmean(metrics, axis_name)
-        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
-        return TrainState(params, opt_state, state.step + 1, state.key), {**metrics, "loss": value}
+        return apply_gradients(state, grads, optimizer), {**metrics, "loss": value}
 
     return step
 

@@ -32,3 +32,17 @@ def create_train_state(
 ) -> TrainState:
     """A `TrainState` at step 0 with ``optimizer.init(params)``."""
     return TrainState(params, optimizer.init(params), jax.numpy.zeros((), jax.numpy.int32), key)
+
+
+def step_key(state: TrainState) -> Array:
+    """The PRNG key of the step about to run: ``fold_in(state.key, state.step)``."""
+    return jax.random.fold_in(state.key, state.step)
+
+
+def apply_gradients(
+    state: TrainState, grads: Any, optimizer: optax.GradientTransformation
+) -> TrainState:
+    """One optimizer update: new params and optimizer state, ``step + 1``, the same key."""
+    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    return TrainState(params, opt_state, state.step + 1, state.key)

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import optax
 
 from seqnets.cells.base import Array
-from seqnets.training.state import TrainState
+from seqnets.training.state import TrainState, apply_gradients, step_key
 
 LossFn = Callable[[Any, Any, Array], tuple[Array, dict[str, Array]]]
 
@@ -43,9 +43,8 @@ def train_step_fn(
         raise ValueError(f"clip_norm must be positive; got {clip_norm}.")
 
     def step(state: TrainState, batch: Any) -> tuple[TrainState, dict[str, Array]]:
-        key = jax.random.fold_in(state.key, state.step)
         (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-            state.params, batch, key
+            state.params, batch, step_key(state)
         )
         grad_norm = optax.tree.norm(grads)
         finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
@@ -54,14 +53,12 @@ def train_step_fn(
             # state the caller built with optimizer.init matches.
             scale = jnp.where(grad_norm > clip_norm, clip_norm / grad_norm, 1.0)
             grads = jax.tree.map(lambda g: g * scale.astype(g.dtype), grads)
-        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
+        updated = apply_gradients(state, grads, optimizer)
+        # A non-finite step keeps the parameters and optimizer state it started from.
         keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)  # noqa: E731
-        new_state = TrainState(
-            keep(params, state.params),
-            keep(opt_state, state.opt_state),
-            state.step + 1,
-            state.key,
+        new_state = updated._replace(
+            params=keep(updated.params, state.params),
+            opt_state=keep(updated.opt_state, state.opt_state),
         )
         return new_state, {**metrics, "loss": loss, "grad_norm": grad_norm, "finite": finite}
 

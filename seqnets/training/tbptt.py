@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import optax
 
 from seqnets.cells.base import Array, Carry
-from seqnets.training.state import TrainState
+from seqnets.training.state import TrainState, apply_gradients, step_key
 
 TBPTTLossFn = Callable[[Any, Carry, Any, Array], tuple[Array, tuple[Carry, dict[str, Array]]]]
 
@@ -85,13 +85,10 @@ def _window_update(
 
     def update(state: TrainState, carry: Carry, window_batch: Any):
         carry = carry if reset_carry is None else reset_carry
-        key = jax.random.fold_in(state.key, state.step)
         grad_fn = jax.value_and_grad(window_loss, has_aux=True)
-        (loss, (carry, metrics)), grads = grad_fn(state.params, carry, window_batch, key)
-        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
-        new_state = TrainState(params, opt_state, state.step + 1, state.key)
-        return new_state, carry, {**metrics, "loss": loss}
+        (loss, (carry, metrics)), grads = grad_fn(state.params, carry, window_batch,
+                                                  step_key(state))
+        return apply_gradients(state, grads, optimizer), carry, {**metrics, "loss": loss}
 
     return update
 
