@@ -193,12 +193,18 @@ def evaluate(config: Config, params: dict, keep_carry: bool) -> dict:
     position = np.arange(x.shape[1])[None, :].repeat(x.shape[0], 0)
     knowable = position >= config.echo_step
     window_start = (position % config.window) < config.echo_step
+
+    def share(mask: np.ndarray) -> float | None:
+        # None (null in results.json) where no position qualifies, e.g. no position lies
+        # inside a window once echo_step >= window.
+        return float(correct[mask].mean()) if mask.any() else None
+
     return {
         "accuracy": float(correct.mean()),
-        "knowable_accuracy": float(correct[knowable].mean()),
-        "row_start_accuracy": float(correct[~knowable].mean()),
-        "window_start_accuracy": float(correct[knowable & window_start].mean()),
-        "inside_window_accuracy": float(correct[knowable & ~window_start].mean()),
+        "knowable_accuracy": share(knowable),
+        "row_start_accuracy": share(~knowable),
+        "window_start_accuracy": share(knowable & window_start),
+        "inside_window_accuracy": share(knowable & ~window_start),
         "reset_expectation": 1 - config.echo_step / (2 * config.window),
         "last_window": {"x": x[:, -config.window:].tolist(), "y": y[:, -config.window:].tolist(),
                         "predicted": predictions[:, -config.window:].tolist()},

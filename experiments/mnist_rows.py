@@ -26,10 +26,16 @@ from tqdm import tqdm
 
 import seqnets as sn
 from experiments import models, reporting
-from seqnets.cpu import restart_with_tuned_allocator
+from seqnets.cpu import restart_with_tuned_allocator, use_cores_as_devices
 from seqnets.data import load_mnist
 from seqnets.data.augment import random_shift
-from seqnets.parallel import check_batch_divides, data_mesh, replicate, shard_batch
+from seqnets.parallel import (
+    check_batch_divides,
+    data_mesh,
+    make_shard_map_train_step,
+    replicate,
+    shard_batch,
+)
 from seqnets.training import (
     Checkpointer,
     accuracy,
@@ -97,7 +103,8 @@ class Config:
     progress: bool = True
     """Show a progress bar."""
     devices: int | None = None
-    """Data-parallel over this many local devices (default: all); the batch must divide."""
+    """Data-parallel over this many local devices (default: all; on a CPU host, run as a
+    program, one device per core); the batch must divide."""
 
 
 def effective(config: Config) -> Config:
@@ -200,7 +207,11 @@ def train_and_evaluate(config: Config, workdir: str | Path) -> dict:
 
     eval_fn = make_eval_step(metrics_fn)
 
-    train_step = make_train_step(loss_fn, optimizer, clip_norm=config.clip_norm)
+    if mesh.size > 1:
+        train_step = make_shard_map_train_step(loss_fn, optimizer, mesh,
+                                               clip_norm=config.clip_norm)
+    else:
+        train_step = make_train_step(loss_fn, optimizer, clip_norm=config.clip_norm)
     checkpointer = Checkpointer(
         workdir / reporting.CHECKPOINT_DIR,
         save_every=config.checkpoint_every, keep=config.keep_checkpoints,
@@ -312,4 +323,5 @@ def main() -> None:
 
 if __name__ == "__main__":
     restart_with_tuned_allocator()
+    use_cores_as_devices()  # on a CPU host, one JAX device per core (see seqnets.cpu)
     main()

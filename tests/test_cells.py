@@ -114,3 +114,21 @@ def test_make_cell_builds_a_custom_cell_that_scan_runs():
 def test_bad_hidden_size_raises(bad):
     with pytest.raises(ValueError, match="hidden_size"):
         sn.lstm(bad)
+
+
+def test_tiny_matmuls_fuse_as_multiply_and_sum():
+    """At most SMALL_MATMUL_MACS multiply-adds: no dot kernel, the same products summed."""
+    from seqnets.cells.base import SMALL_MATMUL_MACS, matmul
+
+    x = jax.random.normal(jax.random.key(0), (5, 4))
+    w = jax.random.normal(jax.random.key(1), (4, 4))
+    assert SMALL_MATMUL_MACS >= 5 * 4 * 4
+    assert "dot_general" not in str(jax.make_jaxpr(matmul, static_argnums=2)(x, w, jnp.float32))
+    np.testing.assert_allclose(matmul(x, w, jnp.float32), x @ w, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(matmul(x, w, jnp.bfloat16),
+                               jnp.matmul(x.astype(jnp.bfloat16), w.astype(jnp.bfloat16),
+                                          preferred_element_type=jnp.float32), rtol=1e-6)
+    big = jnp.ones((64, 128))
+    assert SMALL_MATMUL_MACS < 64 * 128 * 4
+    assert "dot_general" in str(jax.make_jaxpr(matmul, static_argnums=2)(big, jnp.ones((128, 4)),
+                                                                        jnp.float32))

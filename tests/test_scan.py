@@ -8,6 +8,7 @@ import pytest
 from conftest import make, random_inputs
 
 import seqnets as sn
+from seqnets.sequence.scan import CPU_HOIST_MAX_ELEMENTS
 
 B, T, F, H = 3, 7, 4, 5
 
@@ -59,7 +60,23 @@ def test_projection_inside_the_loop_gives_the_same_result(setup):
         kwargs = {"lengths": lengths, "resets": resets, "reverse": reverse}
         chex.assert_trees_all_close(
             sn.scan(cell, params, xs, hoist=False, **kwargs),
-            sn.scan(cell, params, xs, **kwargs), atol=1e-6)
+            sn.scan(cell, params, xs, hoist=True, **kwargs), atol=1e-6)
+
+
+def test_default_hoists_on_cpu_only_small_projections():
+    """On the CPU, hoist=None picks the hoisted form for small buffers, per step otherwise."""
+    assert jax.default_backend() == "cpu"
+    cell = sn.lstm(16)
+    params = cell.init(jax.random.key(0), 3)
+
+    def program(xs, **kwargs):
+        return str(jax.make_jaxpr(lambda xs: sn.scan(cell, params, xs, **kwargs))(xs))
+
+    limit = CPU_HOIST_MAX_ELEMENTS
+    small = jnp.zeros((2, 5, 3))  # 2 * 5 * 64 projected elements
+    large = jnp.zeros((8, limit // (8 * 64) + 1, 3))
+    assert program(small) == program(small, hoist=True) != program(small, hoist=False)
+    assert program(large) == program(large, hoist=False) != program(large, hoist=True)
 
 
 def test_carry_crosses_calls(setup):

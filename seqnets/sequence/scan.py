@@ -1,17 +1,26 @@
 """`scan`: run any cell over a sequence with ``lax.scan``.
 
-The input projection of every time step is computed before the loop, as one
-``(time * batch, input) @ (input, gates * hidden)`` matmul; the loop body keeps only
-``h @ W_h`` and the gate math. That is the layer-level trick behind cuDNN's RNN speed.
+The input projection of every time step can be computed before the loop, as one
+``(time * batch, input) @ (input, gates * hidden)`` matmul, so that the loop body keeps
+only ``h @ W_h`` and the gate math: the layer-level trick behind cuDNN's RNN speed. It is
+the default on accelerators; on the CPU, only for small buffers (see ``hoist``).
 """
 
 from __future__ import annotations
+
+import math
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from seqnets.cells.base import Array, Carry, Cell, Params, check_carry
+
+# On XLA:CPU, hoisting pays only while the projected buffer (time, batch, G*H) stays small:
+# for the echo workload (15 x 5 x 4 floats) hoisting trains 1.4x faster, for row-MNIST
+# (28 x 128 x 512) and pixel-MNIST (784 x 64 x 512) the per-step projection is 1.15x and
+# 1.2x faster (`benchmarks/`). Accelerators always hoist.
+CPU_HOIST_MAX_ELEMENTS = 2**16
 
 
 def scan(
@@ -25,7 +34,7 @@ def scan(
     reverse: bool = False,
     time_major: bool = False,
     unroll: int | bool = 1,
-    hoist: bool = True,
+    hoist: bool | None = None,
 ) -> tuple[Carry, Array]:
     """Runs ``cell`` over the time axis of ``xs``.
 
@@ -50,11 +59,14 @@ def scan(
         original time order (what the backward half of a bidirectional layer needs).
       time_major: whether ``xs``, ``resets`` and ``ys`` put time first.
       unroll: passed to ``jax.lax.scan``.
-      hoist: compute the input projection of all steps before the loop (default). With
-        False each step projects its own input inside the loop, as Flax and Haiku do; on
-        a 2-core CPU that measured 1.09x faster for row-MNIST training and 1.35x for
-        pixel-MNIST (``python -m benchmarks.rnn_training``); the hoisted form is meant
-        for accelerators, where one large matmul beats many small ones.
+      hoist: True computes the input projection of all steps before the loop, as one
+        large matmul; False projects each step's input inside the loop, as Flax and Haiku
+        do. None (default) hoists on accelerators, and on the CPU only when the projected
+        buffer ``(time, batch, G*H)`` has at most `CPU_HOIST_MAX_ELEMENTS` elements: on a
+        2-core CPU the per-step projection measured 1.15x faster for row-MNIST training
+        and 1.2x for pixel-MNIST, while hoisting was 1.4x faster for the tiny echo
+        model (``python -m benchmarks.rnn_training``). The platform is
+        ``jax.default_backend()``.
 
     Returns:
       ``(carry, ys)``: the final carry, same structure as the initial one, and the hidden
@@ -73,7 +85,10 @@ def scan(
             "For a single step use cell.apply; for one unbatched sequence add a batch axis."
         )
     # Abstract evaluation only: lets the cell reject the input in the caller's own layout.
-    jax.eval_shape(cell.project, params, xs)
+    projected = jax.eval_shape(cell.project, params, xs)
+    if hoist is None:
+        size = sum(math.prod(leaf.shape) for leaf in jax.tree.leaves(projected))
+        hoist = jax.default_backend() != "cpu" or size <= CPU_HOIST_MAX_ELEMENTS
     xs_tm = xs if time_major else jnp.swapaxes(xs, 0, 1)
     time, batch = xs_tm.shape[:2]
 
@@ -103,6 +118,10 @@ def scan(
     inputs = cell.project(params, xs_tm) if hoist else xs_tm
     # Inside shard_map the inputs vary across devices; the carry must vary the same way.
     carry, initial = _vary_like(carry, inputs), _vary_like(initial, inputs)
+    # Replicated parameters too, once here: otherwise JAX casts them at every use inside
+    # the loop, and the transpose of each cast is an all-reduce in every backward step
+    # (28 all-reduces, over half the step time, for a 2-device row-MNIST step).
+    params = _vary_like(params, inputs)
 
     def body(carry: Carry, step_inputs: tuple[Array, Array | None, Array | None]):
         input_t, valid_t, reset_t = step_inputs

@@ -1,7 +1,7 @@
 """`stack`: layers of cells run one full sequence at a time, optionally bidirectional.
 
-Each layer is a whole-sequence `scan`, so every layer's input projection is hoisted out
-of its time loop. Parameters and carries are lists with one dict per layer,
+Each layer is a whole-sequence `scan`, so every layer's input projection can be hoisted
+out of its time loop. Parameters and carries are lists with one dict per layer,
 ``{"forward": ...}`` or ``{"forward": ..., "backward": ...}``.
 """
 
@@ -27,7 +27,7 @@ class Stack(NamedTuple):
       init: ``(key, input_size) -> params``, a list with one dict per layer.
       initial_carry: ``(batch_size) -> carry``, a list with one dict per layer.
       apply: ``(params, xs, *, carry=None, lengths=None, resets=None, key=None,
-        time_major=False, unroll=1, hoist=True) -> (carry, ys)``; ``xs (batch, time, input_size)``,
+        time_major=False, unroll=1, hoist=None) -> (carry, ys)``; ``xs (batch, time, input_size)``,
         ``ys (batch, time, output_size)``. Dropout runs between layers only when ``key``
         is given.
       cells: the cell of each layer.
@@ -98,7 +98,7 @@ def stack(
         key: Array | None = None,
         time_major: bool = False,
         unroll: int | bool = 1,
-        hoist: bool = True,
+        hoist: bool | None = None,
     ) -> tuple[StackCarry, Array]:
         if len(params) != len(cells):
             raise ValueError(f"params has {len(params)} layers; the stack has {len(cells)}.")

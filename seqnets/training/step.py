@@ -29,6 +29,8 @@ def train_step_fn(
     optimizer: optax.GradientTransformation,
     *,
     clip_norm: float | None = None,
+    axis_name: str | None = None,
+    mean_gradients: bool = False,
 ) -> Callable[[TrainState, Any], tuple[TrainState, dict[str, Array]]]:
     """The pure (un-jitted) train step: ``(state, batch) -> (state, metrics)``.
 
@@ -38,14 +40,30 @@ def train_step_fn(
     ``metrics["finite"]`` is False; `check_finite` turns that into an error naming the step.
 
     ``metrics`` holds the loss function's metrics plus ``loss``, ``grad_norm`` and ``finite``.
+
+    For a step that runs once per device (``shard_map`` or ``pmap``), ``axis_name`` names
+    the device axis: the loss and metrics are averaged over it, and the gradient is that
+    of the averaged loss. Under ``shard_map`` that gradient is already reduced over the
+    devices; under ``pmap``, whose parameters are per-device copies, set
+    ``mean_gradients=True`` to average the per-device gradients instead.
     """
     if clip_norm is not None and not clip_norm > 0:
         raise ValueError(f"clip_norm must be positive; got {clip_norm}.")
 
+    def mean_loss(params: Any, batch: Any, key: Array):
+        loss, metrics = loss_fn(params, batch, key)
+        if axis_name is not None and not mean_gradients:
+            loss = jax.lax.pmean(loss, axis_name)
+        return loss, metrics
+
     def step(state: TrainState, batch: Any) -> tuple[TrainState, dict[str, Array]]:
-        (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+        (loss, metrics), grads = jax.value_and_grad(mean_loss, has_aux=True)(
             state.params, batch, step_key(state)
         )
+        if axis_name is not None:
+            metrics = jax.lax.pmean(metrics, axis_name)
+            if mean_gradients:
+                loss, grads = jax.lax.pmean((loss, grads), axis_name)
         grad_norm = optax.tree.norm(grads)
         finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
         if clip_norm is not None:
