@@ -53,6 +53,7 @@ WORKLOADS = {
 }
 C_WINDOWS = 64  # windows per fused call in workload C
 PAUSE_SECONDS = 0.2
+MIN_TIMED_CALLS = 20  # per competitor: each figure is a median over at least this many
 
 
 def lstm_flops(batch: int, time: int, inputs: int, hidden: int) -> float:
@@ -374,7 +375,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workloads", nargs="+", default=["A", "B", "C"], choices=WORKLOADS)
     parser.add_argument("--rounds", type=int, default=4, help="interleaved rounds")
-    parser.add_argument("--steps", type=int, default=6, help="timed calls per round (A, C)")
+    parser.add_argument("--steps", type=int, default=6,
+                        help="timed calls per round; at least 20 in all, whatever --rounds")
     parser.add_argument("--torch-threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
@@ -398,7 +400,7 @@ def main() -> None:
         "workloads": {},
     }
     for workload in args.workloads:
-        steps = max(2, args.steps // 3) if workload == "B" else args.steps
+        steps = max(args.steps, -(-MIN_TIMED_CALLS // args.rounds))
         rows = measure(workload, args.rounds, steps, torch_version is not None)
         w = WORKLOADS[workload]
         if workload != "C":

@@ -18,8 +18,8 @@ from seqnets.cells.base import Array, Carry, Cell, Params, check_carry
 
 # On XLA:CPU, hoisting pays only while the projected buffer (time, batch, G*H) stays small:
 # for the echo workload (15 x 5 x 4 floats) hoisting trains 1.4x faster, for row-MNIST
-# (28 x 128 x 512) and pixel-MNIST (784 x 64 x 512) the per-step projection is 1.15x and
-# 1.2x faster (`benchmarks/`). Accelerators always hoist.
+# (28 x 128 x 512) and pixel-MNIST (784 x 64 x 512) the per-step projection is 1.1-1.25x
+# and 1.15-1.3x faster (`benchmarks/`). Accelerators always hoist.
 CPU_HOIST_MAX_ELEMENTS = 2**16
 
 
@@ -63,8 +63,8 @@ def scan(
         large matmul; False projects each step's input inside the loop, as Flax and Haiku
         do. None (default) hoists on accelerators, and on the CPU only when the projected
         buffer ``(time, batch, G*H)`` has at most `CPU_HOIST_MAX_ELEMENTS` elements: on a
-        2-core CPU the per-step projection measured 1.15x faster for row-MNIST training
-        and 1.2x for pixel-MNIST, while hoisting was 1.4x faster for the tiny echo
+        2-core CPU the per-step projection measured 1.1-1.25x faster for row-MNIST
+        training and 1.15-1.3x for pixel-MNIST, while hoisting was 1.4x faster for the tiny echo
         model (``python -m benchmarks.rnn_training``). The platform is
         ``jax.default_backend()``.
 
