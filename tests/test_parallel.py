@@ -114,6 +114,22 @@ def test_shard_map_update_is_the_mean_gradient_not_n_times_it():
     assert not np.allclose(got, DEVICES * want, rtol=1e-2)
 
 
+def test_shard_map_step_clips_and_guards_like_the_one_device_step():
+    sgd = optax.sgd(1.0)
+    mesh = parallel.data_mesh()
+    batch = next(batches())
+    step = parallel.make_shard_map_train_step(loss_fn, sgd, mesh, clip_norm=0.05)
+    state, metrics = step(parallel.replicate(fresh_state(sgd), mesh),
+                          parallel.shard_batch(batch, mesh))
+    ref, ref_metrics = make_train_step(loss_fn, sgd, clip_norm=0.05)(fresh_state(sgd), batch)
+    assert float(ref_metrics["grad_norm"]) > 0.05  # so the clip acted
+    np.testing.assert_allclose(float(metrics["grad_norm"]), float(ref_metrics["grad_norm"]),
+                               rtol=1e-5)
+    assert bool(metrics["finite"])
+    chex.assert_trees_all_close(jax.device_get(state.params), jax.device_get(ref.params),
+                                atol=1e-6, rtol=1e-5)
+
+
 def _collectives_inside_loops(jaxpr, inside=False) -> list[str]:
     """Names of the cross-device reductions that run inside a scan or while loop."""
     found = []

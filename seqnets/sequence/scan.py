@@ -64,8 +64,8 @@ def scan(
         do. None (default) hoists on accelerators, and on the CPU only when the projected
         buffer ``(time, batch, G*H)`` has at most `CPU_HOIST_MAX_ELEMENTS` elements: on a
         2-core CPU the per-step projection measured 1.1-1.25x faster for row-MNIST
-        training and 1.15-1.3x for pixel-MNIST, while hoisting was 1.4x faster for the tiny echo
-        model (``python -m benchmarks.rnn_training``). The platform is
+        training and 1.15-1.3x for pixel-MNIST, while hoisting was 1.4x faster for the
+        tiny echo model (``python -m benchmarks.rnn_training``). The platform is
         ``jax.default_backend()``.
 
     Returns:
