@@ -14,8 +14,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from seqnets.cells.base import Array
 from seqnets.training.state import TrainState, apply_gradients, step_key
+from seqnets.types import Array
 
 LossFn = Callable[[Any, Any, Array], tuple[Array, dict[str, Array]]]
 

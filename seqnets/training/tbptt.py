@@ -25,8 +25,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from seqnets.cells.base import Array, Carry
 from seqnets.training.state import TrainState, apply_gradients, step_key
+from seqnets.types import Array, Carry
 
 TBPTTLossFn = Callable[[Any, Carry, Any, Array], tuple[Array, tuple[Carry, dict[str, Array]]]]
 
