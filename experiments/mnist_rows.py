@@ -137,7 +137,7 @@ def logits_fn(model: sn.Stack, params: dict, images: jax.Array, key: jax.Array |
     """``images`` uint8 ``(batch, 28, 28)``, rows as time steps -> logits ``(batch, 10)``."""
     xs = images.astype(jnp.float32) / 255.0
     _, ys = model.apply(params["rnn"], xs, key=key)
-    features = sn.final_outputs(ys, bidirectional=model.bidirectional)
+    features = sn.final_outputs(ys, stack=model)
     return models.head(params, features)
 
 

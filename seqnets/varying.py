@@ -6,8 +6,10 @@ next, and a replicated (non-varying) weight used inside a loop over varying valu
 cast at every use, whose transpose is an all-reduce in every backward step. `vary_like`
 casts once, before the loop. Outside ``shard_map`` both functions are no-ops.
 
-JAX exposes the set as ``jax.typeof(x).vma`` (0.7-0.12) and, from 0.10, also through
-``manual_axis_type.varying``; `varying_axes` reads whichever the installed JAX has.
+JAX exposes the set as ``jax.typeof(x).manual_axis_type.varying`` (checked on 0.10.2 and
+0.12.0.1, inside and outside ``shard_map``; earlier releases had ``.vma``, which both lack).
+`varying_axes` is the only code that reads it; ``tests/test_cpu.py`` checks it on the
+installed JAX.
 """
 
 from __future__ import annotations
@@ -19,11 +21,7 @@ from seqnets.types import Array
 
 def varying_axes(x: Array) -> frozenset[str]:
     """The ``shard_map`` mesh axes over which ``x`` varies; empty outside ``shard_map``."""
-    aval = jax.typeof(x)
-    manual = getattr(aval, "manual_axis_type", None)
-    if manual is not None and hasattr(manual, "varying"):
-        return frozenset(manual.varying)
-    return frozenset(getattr(aval, "vma", ()))
+    return frozenset(jax.typeof(x).manual_axis_type.varying)
 
 
 def vary_like(tree, like: Array):

@@ -11,9 +11,8 @@ Three ways, each tested against one device on the same global batch:
   only all-reduce comes after the backward pass.
 * **jit + sharding**: the same inputs, and the unchanged jitted step from
   `seqnets.training.make_train_step`; XLA's partitioner inserts the gradient all-reduce.
-  For an RNN it places one inside the backward time loop: on 2 CPU devices the
-  row-MNIST step then ran slower than on one device (3,379 against 3,901 ex/s; the
-  shard_map step 4,920, in the same run). Works across hosts too (`global_batch`
+  For an RNN it places one inside the backward time loop, which can make it slower
+  than one device (figures in ``docs/parallel.md``). Works across hosts too (`global_batch`
   assembles each process's share).
 * **pmap** (`make_pmap_train_step`): for code bases that still use it; loss and gradients
   averaged with ``lax.pmean`` over a named axis (`mean_over_replicas`).
