@@ -32,8 +32,8 @@ from typing import Any
 
 import jax.numpy as jnp
 
-from seqnets.types import Array
 from seqnets.interop._deprecated import deprecated_alias
+from seqnets.types import Array
 
 _LSTM_GATES = ("i", "f", "g", "o")
 _GRU_GATES = ("r", "z", "n")

@@ -19,8 +19,9 @@ except ImportError as error:  # pragma: no cover - exercised in environments wit
         "from_torch_*, to_torch_*) work without it."
     ) from error
 
-from seqnets.cells.base import Array, Cell
+from seqnets.cells.base import Cell
 from seqnets.sequence.stack import Stack, stack
+from seqnets.types import Array
 
 
 class RNN(nn.Module):

@@ -36,8 +36,8 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
-from seqnets.types import Array
 from seqnets.interop._deprecated import deprecated_alias
+from seqnets.types import Array
 
 _KEY = re.compile(r"^(weight|bias)_(ih|hh)(?:_l(\d+)(_reverse)?)?$")
 _NAMES = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
