@@ -9,7 +9,7 @@
     (2, 5, 8)
 """
 
-from seqnets.cells import Cell, elman, gru, initializers, irnn, lstm, make_cell
+from seqnets.cells import Cell, elman, gru, initializers, irnn, layer_norm_lstm, lstm, make_cell
 from seqnets.sequence import Stack, final_outputs, scan, stack
 
 __version__ = "0.1.0"
@@ -22,6 +22,7 @@ __all__ = [
     "gru",
     "initializers",
     "irnn",
+    "layer_norm_lstm",
     "lstm",
     "make_cell",
     "scan",

