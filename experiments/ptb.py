@@ -45,6 +45,7 @@ continues from the last one; a run killed mid-epoch redoes that epoch, bit for b
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import time
@@ -427,8 +428,8 @@ def plot_perplexity(records: list[dict], path: Path, config: Config) -> None:
 # --- generation -----------------------------------------------------------------------
 
 
-def sample_words(config: Config, model: sn.Stack, params: dict, start: int, num_words: int,
-                 temperature: float, seed: int) -> np.ndarray:
+def sample_words(config: Config, params: dict, start: int, num_words: int, temperature: float,
+                 seed: int) -> np.ndarray:
     """``num_words`` token ids drawn one at a time with each cell's one-step ``apply``.
 
     The carry starts from zeros and the first input is ``start``; each drawn word is the
@@ -437,10 +438,18 @@ def sample_words(config: Config, model: sn.Stack, params: dict, start: int, num_
     """
     if temperature <= 0:
         raise ValueError(f"--temperature must be > 0; got {temperature}.")
-    key = jax.random.key(seed)
+    generate = _sampler(config, num_words)
+    return np.asarray(generate(params, jnp.int32(start), jnp.float32(temperature),
+                               jax.random.key(seed)))
+
+
+@functools.lru_cache(maxsize=8)
+def _sampler(config: Config, num_words: int):
+    """The jitted sampling loop of ``config``'s model (cached: one compile per config and length)."""
+    model = make_model(config)
 
     @jax.jit
-    def generate(params):
+    def generate(params, start, temperature, key):
         def body(state, i):
             carry, token = state
             x = params["embedding"][token]  # (1, H)
@@ -458,7 +467,7 @@ def sample_words(config: Config, model: sn.Stack, params: dict, start: int, num_
                                  jnp.arange(num_words))
         return tokens
 
-    return np.asarray(generate(params))
+    return generate
 
 
 def sample_from_run(workdir: str | Path, num_words: int, temperature: float, seed: int) -> str:
@@ -475,7 +484,7 @@ def sample_from_run(workdir: str | Path, num_words: int, temperature: float, see
     checkpointer = Checkpointer(workdir / reporting.CHECKPOINT_DIR, save_every=1)
     state = checkpointer.restore(initial_state(config, model, optimizer))
     checkpointer.close()
-    tokens = sample_words(config, model, state.params, data.vocab.index(EOS), num_words,
+    tokens = sample_words(config, state.params, data.vocab.index(EOS), num_words,
                           temperature, seed)
     return decode(tokens, data.vocab)
 
