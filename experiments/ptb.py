@@ -307,6 +307,21 @@ def load_data(config: Config):
     return data, train, valid, test
 
 
+def model_options(config: Config) -> Config:
+    """``config`` without the options that do not change the arithmetic (paths, display)."""
+    return dataclasses.replace(config, workdir="", resume=False, overwrite=False, progress=False)
+
+
+@functools.lru_cache(maxsize=4)
+def compiled(config: Config, windows_per_epoch: int):
+    """``(model, optimizer, epoch_step, eval_fn)``, built once per model (a resumed run in the
+    same process reuses the compiled functions)."""
+    model = make_model(config)
+    optimizer = make_optimizer(config, windows_per_epoch)
+    epoch_step = make_epoch_step(make_loss_fn(config, model), optimizer)
+    return model, optimizer, epoch_step, make_eval_fn(config, model)
+
+
 def initial_state(config: Config, model: sn.Stack, optimizer) -> TrainState:
     init_key, step_key = jax.random.split(jax.random.key(config.seed))
     return create_train_state(init_params(config, model, init_key), optimizer, step_key)
@@ -329,11 +344,8 @@ def train_and_evaluate(config: Config, workdir: str | Path, *,
     windows_per_epoch = windows[0].shape[0]
     tokens_per_epoch = windows_per_epoch * BATCH_SIZE * config.num_steps
 
-    model = make_model(config)
-    optimizer = make_optimizer(config, windows_per_epoch)
+    model, optimizer, epoch_step, eval_fn = compiled(model_options(config), windows_per_epoch)
     state = initial_state(config, model, optimizer)
-    epoch_step = make_epoch_step(make_loss_fn(config, model), optimizer)
-    eval_fn = make_eval_fn(config, model)
 
     checkpointer = Checkpointer(workdir / reporting.CHECKPOINT_DIR, save_every=windows_per_epoch,
                                 keep=2)
@@ -438,7 +450,7 @@ def sample_words(config: Config, params: dict, start: int, num_words: int, tempe
     """
     if temperature <= 0:
         raise ValueError(f"--temperature must be > 0; got {temperature}.")
-    generate = _sampler(config, num_words)
+    generate = _sampler(model_options(config), num_words)
     return np.asarray(generate(params, jnp.int32(start), jnp.float32(temperature),
                                jax.random.key(seed)))
 
