@@ -10,7 +10,10 @@ exception is a bug and keeps its traceback.
 from __future__ import annotations
 
 import dataclasses
+import logging
+import os
 import sys
+import threading
 from collections.abc import Callable
 from typing import Any, NoReturn, TypeVar
 
@@ -51,7 +54,49 @@ def run(
         )
     except (ValueError, FileExistsError) as error:
         fail(error, USAGE_ERROR)
+    # The command line owns its process: the echoes of a failed write can arrive from
+    # orbax's threads after the error itself, up to the interpreter's exit.
+    quiet_orbax_thread_errors()
     try:
         return train_and_evaluate(config, config.workdir)
     except CheckpointError as error:
-        fail(error, RUN_ERROR)
+        print(f"error: {error}", file=sys.stderr)
+        # tensorstore's callbacks of a failed write may still fire during interpreter
+        # shutdown, when the hooks above no longer apply, and print "Event loop is
+        # closed" tracebacks. Nothing is left to save: the run's files are closed.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(RUN_ERROR)
+
+
+class _OrbaxThreadErrors(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "_SignalingThread.run() raised an exception" not in record.getMessage()
+
+
+def _is_closed_loop_error(error: BaseException | None) -> bool:
+    return isinstance(error, RuntimeError) and str(error) == "Event loop is closed"
+
+
+def quiet_orbax_thread_errors() -> None:
+    """Hides the echoes of a failed checkpoint write from orbax's background threads.
+
+    When a write fails (disk full, read-only), orbax logs the error from each of its
+    worker threads, and tensorstore's callbacks, finding orbax's event loop closed, print
+    "Event loop is closed" tracebacks. The same error reaches the main thread, where
+    `seqnets.training.Checkpointer` turns it into one message with the step, the path and
+    the reason. Only these echoes are dropped; every other log record and exception
+    prints as before. For the command line only: it changes process-wide hooks.
+    """
+    logging.getLogger("absl").addFilter(_OrbaxThreadErrors())
+    excepthook, thread_hook = sys.excepthook, threading.excepthook
+
+    def quiet_excepthook(kind, value, traceback):
+        if not _is_closed_loop_error(value):
+            excepthook(kind, value, traceback)
+
+    def quiet_thread_hook(args):
+        if not _is_closed_loop_error(args.exc_value):
+            thread_hook(args)
+
+    sys.excepthook, threading.excepthook = quiet_excepthook, quiet_thread_hook

@@ -14,6 +14,7 @@ A step of every seqnets cell splits in two:
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -72,6 +73,7 @@ def make_cell(
                 f"{name}.apply expects x_t of shape (batch, input_size); got shape "
                 f"{jnp.shape(x_t)}. For a whole sequence use seqnets.scan."
             )
+        check_params(init, params, x_t.shape[-1], where=f"{name}.apply")
         check_carry(initial_carry, carry, x_t.shape[0], where=f"{name}.apply")
         return step(params, carry, project(params, x_t))
 
@@ -95,6 +97,57 @@ def check_input(params: Params, x: Array, where: str) -> None:
             or jnp.issubdtype(jnp.result_type(x), jnp.integer)
             or jnp.result_type(x) == jnp.bool_):
         raise ValueError(f"{where}: inputs must be real numbers; got dtype {jnp.result_type(x)}.")
+
+
+@functools.lru_cache(maxsize=256)
+def _expected_params(init: Callable[[Array, int], Params], input_size: int):
+    # Abstract evaluation of init: shapes and dtypes only, no arrays. Cached because tracing
+    # an init costs tens of milliseconds and scan checks on every call (and every trace).
+    abstract = jax.eval_shape(lambda key: init(key, input_size), jax.random.key(0))
+    return {_path(path): leaf for path, leaf in jax.tree_util.tree_flatten_with_path(abstract)[0]}
+
+
+def _path(path: Any) -> str:
+    return jax.tree_util.keystr(path, simple=True, separator="/")
+
+
+def check_params(
+    init: Callable[[Array, int], Params], params: Params, input_size: int, where: str
+) -> None:
+    """Raises ValueError unless ``params`` fits what ``init(key, input_size)`` returns.
+
+    Compares the tree (parameter names), each leaf's shape and its dtype with
+    ``jax.eval_shape`` of ``init``, so it covers any cell or stack, your own included. The
+    message names the parameters that are missing or unexpected, or the parameter whose
+    shape or dtype differs, with what was expected and what was given.
+    """
+    try:
+        expected = _expected_params(init, int(input_size))
+    except TypeError:  # an unhashable init: check without the cache
+        expected = _expected_params.__wrapped__(init, int(input_size))
+    got = {_path(path): leaf for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]}
+    missing = [k for k in expected if k not in got]
+    unexpected = [k for k in got if k not in expected]
+    if missing or unexpected:
+        raise ValueError(
+            f"{where}: the parameters do not match the cell for input size {input_size}: "
+            + "; ".join(part for part in (
+                f"missing {', '.join(missing)}" if missing else "",
+                f"unexpected {', '.join(unexpected)}" if unexpected else "") if part)
+            + ". Were they made by another cell's init?"
+        )
+    for name, want in expected.items():
+        shape, dtype = tuple(jnp.shape(got[name])), jnp.result_type(got[name])
+        if shape != tuple(want.shape):
+            raise ValueError(
+                f"{where}: parameter {name} has shape {shape}; the cell expects "
+                f"{tuple(want.shape)} for input size {input_size}. Were they made for "
+                "another hidden or input size?"
+            )
+        if dtype != want.dtype:
+            raise ValueError(
+                f"{where}: parameter {name} has dtype {dtype}; the cell expects {want.dtype}."
+            )
 
 
 def check_carry(

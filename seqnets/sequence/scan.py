@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from seqnets.cells.base import Array, Carry, Cell, Params, check_carry
+from seqnets.cells.base import Array, Carry, Cell, Params, check_carry, check_params
 
 # On XLA:CPU, hoisting pays only while the projected buffer (time, batch, G*H) stays small:
 # for the echo workload (15 x 5 x 4 floats) hoisting trains 1.4x faster, for row-MNIST
@@ -84,6 +84,7 @@ def scan(
             f"seqnets.scan expects xs of shape {layout}; got shape {xs.shape} (rank {xs.ndim}). "
             "For a single step use cell.apply; for one unbatched sequence add a batch axis."
         )
+    check_params(cell.init, params, xs.shape[-1], where="seqnets.scan")
     # Abstract evaluation only: lets the cell reject the input in the caller's own layout.
     projected = jax.eval_shape(cell.project, params, xs)
     if hoist is None:

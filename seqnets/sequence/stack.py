@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from seqnets.cells.base import Array, Cell
+from seqnets.cells.base import Array, Cell, check_params
 from seqnets.sequence.scan import scan
 
 StackParams = list[dict[str, Any]]
@@ -102,6 +102,7 @@ def stack(
     ) -> tuple[StackCarry, Array]:
         if len(params) != len(cells):
             raise ValueError(f"params has {len(params)} layers; the stack has {len(cells)}.")
+        check_params(init, params, jnp.shape(xs)[-1], where="seqnets.stack")
         if carry is None:
             carry = [dict.fromkeys(directions) for _ in cells]
         elif len(carry) != len(cells):
