@@ -37,6 +37,14 @@ def effective(config: Any, smoke_sizes: dict[str, Any]) -> Any:
     return dataclasses.replace(config, **sizes)
 
 
+def _holds_run(workdir: Path) -> bool:
+    """Whether an earlier run saved its config or any checkpoint in ``workdir``."""
+    checkpoints = workdir / CHECKPOINT_DIR
+    return (workdir / CONFIG_FILE).exists() or (
+        checkpoints.exists() and (not checkpoints.is_dir() or any(checkpoints.iterdir()))
+    )
+
+
 def check_workdir(workdir: str | os.PathLike, config: dict[str, Any], *, resume: bool,
                   overwrite: bool) -> None:
     """Raises if a run with ``config`` may not start in ``workdir``; changes nothing.
@@ -59,7 +67,7 @@ def check_workdir(workdir: str | os.PathLike, config: dict[str, Any], *, resume:
                     + ", ".join(f"{k}: saved {a!r}, now {b!r}" for k, (a, b) in changed.items())
                     + ". Resume with the same options, or choose another --workdir."
                 )
-    elif ((workdir / CHECKPOINT_DIR).exists() or config_path.exists()) and not overwrite:
+    elif _holds_run(workdir) and not overwrite:
         raise FileExistsError(
             f"{workdir} holds an earlier run. Pass --resume to continue it, --overwrite to "
             "start afresh (the old run is moved to a sibling folder), or another --workdir."
@@ -77,7 +85,7 @@ def prepare_workdir(workdir: str | os.PathLike, config: dict[str, Any], *, resum
     check_workdir(workdir, config, resume=resume, overwrite=overwrite)
     workdir = Path(workdir)
     config_path = workdir / CONFIG_FILE
-    if not resume and ((workdir / CHECKPOINT_DIR).exists() or config_path.exists()):
+    if not resume and _holds_run(workdir):
         aside = workdir.with_name(f"{workdir.name}.old-{time.strftime('%Y%m%d-%H%M%S')}")
         shutil.move(str(workdir), str(aside))
         print(f"moved the earlier run in {workdir} to {aside}")
