@@ -99,4 +99,12 @@ def quiet_orbax_thread_errors() -> None:
         if not _is_closed_loop_error(args.exc_value):
             thread_hook(args)
 
+    unraisablehook = sys.unraisablehook
+
+    def quiet_unraisablehook(unraisable):
+        # tensorstore reports an exception in its callback with PyErr_WriteUnraisable.
+        if not _is_closed_loop_error(unraisable.exc_value):
+            unraisablehook(unraisable)
+
     sys.excepthook, threading.excepthook = quiet_excepthook, quiet_thread_hook
+    sys.unraisablehook = quiet_unraisablehook

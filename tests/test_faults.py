@@ -124,10 +124,14 @@ def test_resume_falls_back_from_a_damaged_newest_checkpoint(tmp_path, straight, 
     assert int(got.step) == 46
     chex.assert_trees_all_equal(got.params, expected.params)
     chex.assert_trees_all_equal(got.opt_state, expected.opt_state)
-    assert (workdir / "metrics.jsonl").read_text() == metrics_before  # epoch 2 redone alike
+    # Epoch 2 is redone from step 40 and evaluates alike (its train means cover fewer steps).
+    before = [json.loads(line) for line in metrics_before.splitlines()]
+    after = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+    pick = lambda records: [(r["epoch"], r["step"], r["test_loss"], r["test_accuracy"])  # noqa: E731
+                            for r in records]
+    assert pick(after) == pick(before)
     results = json.loads((workdir / "results.json").read_text())
-    records = [json.loads(line) for line in metrics_before.splitlines()]
-    assert results["test_accuracy"] == records[-1]["test_accuracy"]
+    assert results["test_accuracy"] == before[-1]["test_accuracy"]
 
 
 def test_array_checksums_catch_a_flipped_bit_orbax_reads_back(tmp_path, straight):

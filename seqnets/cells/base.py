@@ -73,9 +73,10 @@ def make_cell(
                 f"{name}.apply expects x_t of shape (batch, input_size); got shape "
                 f"{jnp.shape(x_t)}. For a whole sequence use seqnets.scan."
             )
-        check_params(init, params, x_t.shape[-1], where=f"{name}.apply")
         check_carry(initial_carry, carry, x_t.shape[0], where=f"{name}.apply")
-        return step(params, carry, project(params, x_t))
+        projected = project(params, x_t)  # the built-in cells name a wrong input size here
+        check_params(init, params, x_t.shape[-1], where=f"{name}.apply")
+        return step(params, carry, projected)
 
     return Cell(init, initial_carry, project, step, apply, hidden_size, name)
 
@@ -103,7 +104,8 @@ def check_input(params: Params, x: Array, where: str) -> None:
 def _expected_params(init: Callable[[Array, int], Params], input_size: int):
     # Abstract evaluation of init: shapes and dtypes only, no arrays. Cached because tracing
     # an init costs tens of milliseconds and scan checks on every call (and every trace).
-    abstract = jax.eval_shape(lambda key: init(key, input_size), jax.random.key(0))
+    # The key is made inside, so that nothing is staged into a trace the caller is in.
+    abstract = jax.eval_shape(lambda: init(jax.random.key(0), input_size))
     return {_path(path): leaf for path, leaf in jax.tree_util.tree_flatten_with_path(abstract)[0]}
 
 
@@ -142,7 +144,7 @@ def check_params(
             raise ValueError(
                 f"{where}: parameter {name} has shape {shape}; the cell expects "
                 f"{tuple(want.shape)} for input size {input_size}. Were they made for "
-                "another hidden or input size?"
+                f"another hidden size, or should the inputs' last axis not be {input_size}?"
             )
         if dtype != want.dtype:
             raise ValueError(

@@ -84,9 +84,9 @@ def scan(
             f"seqnets.scan expects xs of shape {layout}; got shape {xs.shape} (rank {xs.ndim}). "
             "For a single step use cell.apply; for one unbatched sequence add a batch axis."
         )
-    check_params(cell.init, params, xs.shape[-1], where="seqnets.scan")
     # Abstract evaluation only: lets the cell reject the input in the caller's own layout.
     projected = jax.eval_shape(cell.project, params, xs)
+    check_params(cell.init, params, xs.shape[-1], where="seqnets.scan")
     if hoist is None:
         size = sum(math.prod(leaf.shape) for leaf in jax.tree.leaves(projected))
         hoist = jax.default_backend() != "cpu" or size <= CPU_HOIST_MAX_ELEMENTS
