@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 import seqnets as sn
 from experiments import cli, models, reporting
-from seqnets.cpu import restart_with_tuned_allocator, use_cores_as_devices
+from seqnets.cpu import tune_allocator, use_cores_as_devices
 from seqnets.data import load_mnist
 from seqnets.data.augment import random_shift
 from seqnets.parallel import (
@@ -45,6 +45,7 @@ from seqnets.training import (
     make_eval_step,
     make_train_step,
     num_batches,
+    skip_nonfinite,
     softmax_cross_entropy,
 )
 
@@ -156,7 +157,7 @@ def logits_fn(model: sn.Stack, params: dict, images: jax.Array, key: jax.Array |
     """``images`` uint8 ``(batch, 28, 28)``, rows as time steps -> logits ``(batch, 10)``."""
     xs = images.astype(jnp.float32) / 255.0
     _, ys = model.apply(params["rnn"], xs, key=key)
-    features = sn.final_outputs(ys, bidirectional=model.bidirectional)
+    features = sn.final_outputs(ys, stack=model)
     return models.head(params, features)
 
 
@@ -170,7 +171,10 @@ def make_optimizer(config: Config, steps_per_epoch: int) -> optax.GradientTransf
         lr = optax.warmup_cosine_decay_schedule(
             0.0, config.learning_rate, steps_per_epoch, max(total, steps_per_epoch + 1)
         )
-    return optax.adam(lr)
+    adam = optax.adam(lr)
+    if config.clip_norm is not None:
+        adam = optax.chain(optax.clip_by_global_norm(config.clip_norm), adam)
+    return skip_nonfinite(adam)
 
 
 def make_steps(config: Config, model: sn.Stack, optimizer: optax.GradientTransformation, mesh):
@@ -188,9 +192,9 @@ def make_steps(config: Config, model: sn.Stack, optimizer: optax.GradientTransfo
         return {"loss": softmax_cross_entropy(logits, labels), "accuracy": accuracy(logits, labels)}
 
     if mesh.size > 1:
-        train_step = make_shard_map_train_step(loss_fn, optimizer, mesh, clip_norm=config.clip_norm)
+        train_step = make_shard_map_train_step(loss_fn, optimizer, mesh)
     else:
-        train_step = make_train_step(loss_fn, optimizer, clip_norm=config.clip_norm)
+        train_step = make_train_step(loss_fn, optimizer)
     return train_step, make_eval_step(metrics_fn)
 
 
@@ -213,6 +217,10 @@ def train_epoch(train_step, state, batches, mesh, checkpointer: Checkpointer,
     Returns the new state and the epoch's mean train ``loss`` and ``accuracy``. The
     metrics stay on the device until the epoch ends (no host sync per step but the
     progress bar's every 20 steps).
+
+    Raises:
+      seqnets.training.NonFiniteError: naming the first step whose update was skipped
+        because its gradient was not finite.
     """
     step = int(state.step)
     history = []
@@ -226,9 +234,8 @@ def train_epoch(train_step, state, batches, mesh, checkpointer: Checkpointer,
         if len(history) % 20 == 0:
             recent = jax.device_get(history[-20:])
             bar.set_postfix(loss=f"{np.mean([m['loss'] for m in recent]):.4f}")
+    check_finite(state)  # once per epoch: names the first skipped step, if any
     history = jax.device_get(history)
-    for offset, metrics in enumerate(history):  # names the first non-finite step
-        check_finite(metrics, step - len(history) + offset + 1)
     means = {k: float(np.mean([m[k] for m in history])) for k in ("loss", "accuracy")}
     return state, means
 
@@ -338,6 +345,6 @@ def main(args: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    restart_with_tuned_allocator()
+    tune_allocator()  # glibc keeps freed memory for the next step (see seqnets.cpu)
     use_cores_as_devices()  # on a CPU host, one JAX device per core (see seqnets.cpu)
     main()

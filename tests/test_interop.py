@@ -1,4 +1,12 @@
-"""Parity with flax.linen cells and with NumPy references of PyTorch's RNN equations."""
+"""Parity with flax.linen cells and with NumPy references of PyTorch's RNN equations.
+
+torch itself is not needed: PyTorch's modules are stood in for by state dicts of NumPy
+arrays with its names and a float64 NumPy implementation of its documented equations.
+"""
+
+import subprocess
+import sys
+import warnings
 
 import chex
 import flax.linen as nn
@@ -16,7 +24,7 @@ FLAX = {
     "OptimizedLSTMCell": (nn.OptimizedLSTMCell, sn.lstm, interop.from_flax_lstm,
                           interop.to_flax_lstm),
     "GRUCell": (nn.GRUCell, sn.gru, interop.from_flax_gru, interop.to_flax_gru),
-    "SimpleCell": (nn.SimpleCell, sn.elman, interop.from_flax_simple, interop.to_flax_simple),
+    "SimpleCell": (nn.SimpleCell, sn.elman, interop.from_flax_elman, interop.to_flax_elman),
 }
 
 
@@ -104,6 +112,7 @@ def torch_network(layer_fn, state_dict, x, num_layers, bidirectional):
 
 
 def random_state_dict(gates, num_layers, bidirectional, seed=0):
+    """What nn.LSTM/GRU/RNN(F, H, num_layers, bidirectional=...).state_dict() holds."""
     rng = np.random.default_rng(seed)
     sd, inputs = {}, F
     for k in range(num_layers):
@@ -119,7 +128,7 @@ def random_state_dict(gates, num_layers, bidirectional, seed=0):
 TORCH = {
     "lstm": (4, torch_lstm_layer, sn.lstm, interop.from_torch_lstm, interop.to_torch_lstm),
     "gru": (3, torch_gru_layer, sn.gru, interop.from_torch_gru, interop.to_torch_gru),
-    "rnn": (1, torch_rnn_layer, sn.elman, interop.from_torch_rnn, interop.to_torch_rnn),
+    "elman": (1, torch_rnn_layer, sn.elman, interop.from_torch_elman, interop.to_torch_elman),
 }
 
 
@@ -153,3 +162,111 @@ def test_torch_conversion_errors_name_the_problem():
         interop.from_torch_lstm({k: v for k, v in sd.items() if k != "weight_ih_l0"})
     with pytest.raises(ValueError, match="empty"):
         interop.from_torch_lstm({})
+
+
+def cell_state_dict(stack_state_dict):
+    """nn.LSTMCell/GRUCell/RNNCell's keys: a one-layer module's without the ``_l0``."""
+    return {k.removesuffix("_l0"): v for k, v in stack_state_dict.items()}
+
+
+@pytest.mark.parametrize("kind", sorted(TORCH))
+def test_torch_cell_state_dicts_give_one_cells_params(kind):
+    gates, layer_fn, factory, from_torch, to_torch = TORCH[kind]
+    layers_sd = random_state_dict(gates, 1, False, seed=2)
+    sd = cell_state_dict(layers_sd)
+    assert sorted(sd) == ["bias_hh", "bias_ih", "weight_hh", "weight_ih"]
+    x = np.random.default_rng(3).normal(size=(B, T, F)).astype(np.float32)
+    expected = torch_network(layer_fn, layers_sd, x.astype(np.float64), 1, False)
+
+    params = from_torch(sd)
+    assert isinstance(params, dict)  # one cell's params, as the Flax converters give
+    chex.assert_trees_all_equal(params, from_torch(layers_sd)[0]["forward"])
+    _, ys = sn.scan(factory(H), params, jnp.asarray(x))
+    np.testing.assert_allclose(ys, expected, atol=1e-5, rtol=1e-5)
+
+    back = to_torch(params)
+    assert sorted(back) == sorted(sd)
+    again = torch_network(layer_fn, {f"{k}_l0": v for k, v in back.items()},
+                          x.astype(np.float64), 1, False)
+    np.testing.assert_allclose(again, expected, atol=1e-5)
+
+
+def test_torch_conversion_rejects_mixed_forms_and_bad_params():
+    sd = random_state_dict(4, 1, False)
+    with pytest.raises(ValueError, match="mixes a cell's keys"):
+        interop.from_torch_lstm({**sd, "weight_ih": sd["weight_ih_l0"]})
+    with pytest.raises(ValueError, match=r"to_torch_gru: expected one `gru` cell's params"):
+        interop.to_torch_gru([{"forward": {"kernel": np.zeros((2, 2))}}])
+    with pytest.raises(ValueError, match="non-empty list"):
+        interop.to_torch_lstm([])
+
+
+def test_new_names_cover_every_cell_and_framework():
+    for direction in ("from", "to"):
+        for framework in ("flax", "torch"):
+            for cell in ("lstm", "gru", "elman"):
+                assert callable(getattr(interop, f"{direction}_{framework}_{cell}"))
+    assert set(interop.__all__) >= {n for n in dir(interop) if n.startswith(("from_", "to_"))}
+
+
+def flax_simple_variables():
+    flax_cell = nn.SimpleCell(features=H)
+    x = jax.random.normal(jax.random.key(1), (B, F))
+    carry = flax_cell.initialize_carry(jax.random.key(0), (B, F))
+    variables = flax_cell.init(jax.random.key(2), carry, x)
+    return jax.tree.map(lambda p: p + 0.1 * jax.random.normal(jax.random.key(3), p.shape), variables)
+
+
+def deprecated_cases():
+    """(old name, new name, argument) for every renamed converter."""
+    variables = flax_simple_variables()
+    sd = random_state_dict(1, 2, True)
+    return [
+        ("from_flax_simple", "from_flax_elman", variables),
+        ("to_flax_simple", "to_flax_elman", interop.from_flax_elman(variables)),
+        ("from_torch_rnn", "from_torch_elman", sd),
+        ("to_torch_rnn", "to_torch_elman", jax.tree.map(np.asarray, interop.from_torch_elman(sd))),
+        ("from_torch_rnn", "from_torch_elman", cell_state_dict(random_state_dict(1, 1, False))),
+    ]
+
+
+@pytest.mark.parametrize("case", range(5))
+def test_deprecated_aliases_warn_and_give_identical_results(case):
+    old, new, argument = deprecated_cases()[case]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the new name must not warn
+        expected = getattr(interop, new)(argument)
+    message = rf"{old} is deprecated.*use seqnets\.interop\.{new}"
+    with pytest.warns(DeprecationWarning, match=message) as record:
+        got = getattr(interop, old)(argument)
+    assert len(record) == 1
+    assert record[0].filename == __file__  # stacklevel points at the caller's line
+    chex.assert_trees_all_equal(got, expected)
+    assert getattr(interop, old).__name__ == old
+    # The submodules carry the aliases too.
+    module = interop.flax if "flax" in old else interop.torch
+    assert getattr(module, old) is getattr(interop, old)
+
+
+def test_import_without_flax_works_until_the_flax_module_is_used():
+    # sys.modules["flax"] = None makes every `import flax...` raise ImportError, as on a
+    # machine where Flax is not installed.
+    script = """
+import sys
+sys.modules["flax"] = None
+import numpy as np
+import seqnets, seqnets.interop as interop
+assert "flax.linen" not in sys.modules
+params = interop.from_flax_elman({"i": {"kernel": np.ones((2, 3)), "bias": np.zeros(3)},
+                                  "h": {"kernel": np.eye(3)}})
+assert params["w_x"].shape == (2, 3)
+try:
+    interop.RNN
+except ImportError as error:
+    print(error)
+else:
+    raise SystemExit("interop.RNN imported without Flax")
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "pip install 'seqnets[flax]'" in result.stdout

@@ -76,9 +76,16 @@ def test_dropout_only_with_a_key_and_deterministic_per_key():
 def test_final_outputs_reads_the_last_valid_step_and_backward_step_zero():
     ys = jnp.arange(2 * 4 * 6, dtype=jnp.float32).reshape(2, 4, 6)
     np.testing.assert_array_equal(sn.final_outputs(ys), ys[:, 3])
-    out = sn.final_outputs(ys, lengths=jnp.array([2, 0]), bidirectional=True)
+    model = sn.stack(sn.lstm(3), bidirectional=True)
+    out = sn.final_outputs(ys, lengths=jnp.array([2, 0]), stack=model)
     np.testing.assert_array_equal(out[0], jnp.concatenate([ys[0, 1, :3], ys[0, 0, 3:]]))
     np.testing.assert_array_equal(out[1, :3], 0.0)
+    np.testing.assert_array_equal(sn.final_outputs(ys, stack=sn.stack(sn.lstm(6))), ys[:, 3])
+    with pytest.warns(DeprecationWarning, match="pass stack="):
+        old = sn.final_outputs(ys, lengths=jnp.array([2, 0]), bidirectional=True)
+    np.testing.assert_array_equal(old, out)
+    with pytest.raises(ValueError, match="ys has 6 features; the stack outputs 4"):
+        sn.final_outputs(ys, stack=sn.stack(sn.lstm(2), bidirectional=True))
 
 
 def test_stack_rejects_bad_configurations():

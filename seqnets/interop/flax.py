@@ -1,21 +1,39 @@
-"""Flax linen interop: parameter conversion for Flax's cells, and a linen module.
+"""Flax linen interop: parameter conversion for Flax's cells (no Flax import needed).
+
+Names follow seqnets' cells; every converter takes one cell's parameters and returns one
+cell's parameters, as the `seqnets.interop.torch` converters do for PyTorch's cells:
+
+| seqnets cell | Flax linen cell | Flax -> seqnets | seqnets -> Flax |
+|---|---|---|---|
+| `lstm` | ``LSTMCell``, ``OptimizedLSTMCell`` | `from_flax_lstm` | `to_flax_lstm` |
+| `gru` | ``GRUCell`` | `from_flax_gru` | `to_flax_gru` |
+| `elman` | ``SimpleCell`` (tanh, no ``residual``) | `from_flax_elman` | `to_flax_elman` |
+
+``from_flax_*`` accept what ``cell.init`` returns (``{"params": {...}}``) or the inner
+dict; ``to_flax_*`` return the inner dict (the ``params`` collection). Flax has no layer
+stack of its own: convert each layer's cell and put the results in a list, which is what
+`seqnets.stack` params are (``[{"forward": cell_params}, ...]``).
 
 Flax stores one Dense per gate (``ii``, ``if``, ``ig``, ``io`` for inputs; ``hi`` ... for
 the recurrent side, which carries the bias); seqnets stacks the gates side by side. The
 conversions are exact (concatenation and slicing, no arithmetic), except that Flax GRU's
 separate input biases of ``r`` and ``z`` become seqnets' single ``b``, which is exact too
 because Flax's ``hr`` and ``hz`` have no bias.
+
+``from_flax_simple`` and ``to_flax_simple`` are deprecated aliases of the ``elman``
+names, removed in the next release. `RNN`, the linen module that runs a seqnets cell or
+stack, lives in `seqnets.interop.linen` and is the one thing here that needs Flax
+(``pip install 'seqnets[flax]'``); it is imported on first use.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import flax.linen as nn
 import jax.numpy as jnp
 
-from seqnets.cells.base import Array, Cell
-from seqnets.sequence.stack import Stack, stack
+from seqnets.interop._deprecated import deprecated_alias
+from seqnets.types import Array
 
 _LSTM_GATES = ("i", "f", "g", "o")
 _GRU_GATES = ("r", "z", "n")
@@ -39,7 +57,10 @@ def _get(tree: dict, *path: str) -> Array:
 
 
 def from_flax_lstm(flax_params: dict) -> dict[str, Array]:
-    """Params of ``flax.linen.LSTMCell`` or ``OptimizedLSTMCell`` -> seqnets `lstm` params."""
+    """Params of ``flax.linen.LSTMCell`` or ``OptimizedLSTMCell`` -> seqnets `lstm` params.
+
+    Returns ``{"w_x": (F, 4H), "w_h": (H, 4H), "b": (4H,)}``, gates in the order i, f, g, o.
+    """
     p = _inner(flax_params)
     return {
         "w_x": jnp.concatenate([_get(p, f"i{g}", "kernel") for g in _LSTM_GATES], axis=1),
@@ -84,8 +105,11 @@ def to_flax_gru(params: dict[str, Array]) -> dict[str, Any]:
     return out
 
 
-def from_flax_simple(flax_params: dict) -> dict[str, Array]:
-    """Params of ``flax.linen.SimpleCell`` (without ``residual``) -> seqnets `elman` params."""
+def from_flax_elman(flax_params: dict) -> dict[str, Array]:
+    """Params of ``flax.linen.SimpleCell`` (without ``residual``) -> seqnets `elman` params.
+
+    Flax's default activation is tanh, as `elman`'s is; pick the same one on both sides.
+    """
     p = _inner(flax_params)
     return {
         "w_x": _get(p, "i", "kernel"),
@@ -94,47 +118,19 @@ def from_flax_simple(flax_params: dict) -> dict[str, Array]:
     }
 
 
-def to_flax_simple(params: dict[str, Array]) -> dict[str, Any]:
+def to_flax_elman(params: dict[str, Array]) -> dict[str, Any]:
     """seqnets `elman` params -> the ``params`` collection of Flax's SimpleCell."""
     return {"i": {"kernel": params["w_x"], "bias": params["b"]}, "h": {"kernel": params["w_h"]}}
 
 
-class RNN(nn.Module):
-    """A Flax linen module that runs a seqnets `Cell` or `Stack` over a sequence.
+from_flax_simple = deprecated_alias("from_flax_simple", from_flax_elman)
+to_flax_simple = deprecated_alias("to_flax_simple", to_flax_elman)
 
-    Its parameters live in one linen param, ``"seqnets"``, in seqnets' own layout, so
-    they can be handed to the pure functions (and back) unchanged.
 
-    Attributes:
-      model: a seqnets `Cell` (run as a one-layer stack) or `Stack`.
-      unroll: passed to ``lax.scan``.
+def __getattr__(name: str) -> Any:
+    # RNN needs Flax; importing it lazily keeps `import seqnets.interop` free of Flax.
+    if name == "RNN":
+        from seqnets.interop.linen import RNN
 
-    Call with ``xs (batch, time, features)`` and optional ``carry``, ``lengths``,
-    ``resets``; returns ``ys (batch, time, output_size)``, or ``(carry, ys)`` with
-    ``return_carry=True``. Dropout between layers needs ``deterministic=False`` and a
-    ``"dropout"`` RNG.
-    """
-
-    model: Cell | Stack
-    unroll: int = 1
-
-    @nn.compact
-    def __call__(
-        self,
-        xs: Array,
-        *,
-        carry: Any = None,
-        lengths: Array | None = None,
-        resets: Array | None = None,
-        return_carry: bool = False,
-        deterministic: bool = True,
-    ):
-        model = self.model if isinstance(self.model, Stack) else stack(self.model)
-        params = self.param("seqnets", lambda key: model.init(key, xs.shape[-1]))
-        key = None
-        if not deterministic and model.dropout > 0.0:
-            key = self.make_rng("dropout")
-        carry, ys = model.apply(
-            params, xs, carry=carry, lengths=lengths, resets=resets, key=key, unroll=self.unroll
-        )
-        return (carry, ys) if return_carry else ys
+        return RNN
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

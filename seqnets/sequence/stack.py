@@ -7,6 +7,7 @@ out of its time loop. Parameters and carries are lists with one dict per layer,
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -139,21 +140,38 @@ def stack(
 
 
 def final_outputs(
-    ys: Array, *, lengths: Array | None = None, bidirectional: bool = False
+    ys: Array,
+    *,
+    lengths: Array | None = None,
+    stack: Stack | None = None,
+    bidirectional: bool | None = None,
 ) -> Array:
     """The summary of each sequence that a classifier head reads, ``(batch, features)``.
 
     Args:
-      ys: outputs of `scan` or `Stack.apply`, ``(batch, time, features)``.
+      ys: outputs of `scan` or ``stack.apply``, ``(batch, time, features)``.
       lengths: optional int ``(batch,)``; the forward output is read at ``lengths - 1``
         (rows of length 0 give zeros).
-      bidirectional: whether the second half of the features comes from a backward run,
-        whose summary of the whole sequence is its output at step 0.
+      stack: the `Stack` that produced ``ys``; when it is bidirectional, the second half
+        of the features comes from the backward run, whose summary of the whole sequence
+        is its output at step 0. None for the output of a plain `scan`.
+      bidirectional: deprecated; pass ``stack=`` instead.
 
     Returns:
       ``(batch, features)``: the forward output after each row's last valid step, and for
-      bidirectional outputs the backward output at step 0 concatenated after it.
+      a bidirectional stack the backward output at step 0 concatenated after it.
     """
+    if bidirectional is not None:
+        warnings.warn("final_outputs(bidirectional=...) is deprecated: pass stack=, the Stack "
+                      "that produced ys.", DeprecationWarning, stacklevel=2)
+    if stack is not None:
+        if bidirectional is not None and bidirectional != stack.bidirectional:
+            raise ValueError(f"bidirectional={bidirectional} contradicts the stack's "
+                             f"bidirectional={stack.bidirectional}.")
+        if ys.shape[-1] != stack.output_size:
+            raise ValueError(f"final_outputs: ys has {ys.shape[-1]} features; the stack "
+                             f"outputs {stack.output_size}.")
+        bidirectional = stack.bidirectional
     time = ys.shape[1]
     if lengths is None:
         last = ys[:, time - 1]
