@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 METRICS_FILE = "metrics.jsonl"
 RESULTS_FILE = "results.json"
 CONFIG_FILE = "config.json"
@@ -148,4 +150,29 @@ def plot_learning_curve(records: list[dict[str, Any]], path: Path, title: str) -
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_windows(path: Path, window_losses: np.ndarray, last_window: dict, title: str) -> None:
+    """The echo tutorial's figure: the loss per window, and the last window of each stream
+    (inputs, target echoes, predicted echoes)."""
+    plt = pyplot()
+    rows = len(last_window["x"])
+    fig = plt.figure(figsize=(12, 2.2 * (rows + 1)))
+    ax = fig.add_subplot(rows + 1, 1, 1)
+    ax.plot(window_losses, linewidth=0.6)
+    ax.set(xlabel="window", ylabel="loss", title=title, yscale="log")
+    for r in range(rows):
+        ax = fig.add_subplot(rows + 1, 1, r + 2)
+        steps = np.arange(len(last_window["x"][r]))
+        ax.bar(steps - 0.27, last_window["x"][r], width=0.27, color="C0", label="input")
+        ax.bar(steps, np.asarray(last_window["y"][r]) * 0.8, width=0.27, color="C2",
+               label="target echo")
+        ax.bar(steps + 0.27, np.asarray(last_window["predicted"][r]) * 0.6, width=0.27,
+               color="C3", label="predicted echo")
+        ax.set(ylim=(0, 1.1), yticks=[], ylabel=f"stream {r}")
+        if r == 0:
+            ax.legend(loc="upper right", ncol=3, fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
     plt.close(fig)
