@@ -378,3 +378,20 @@ def test_a_users_own_cell_is_checked_too():
     sn.scan(cell, init(jax.random.key(0), 3), XS)
     with pytest.raises(ValueError, match=r"parameter w has shape \(4, 2\); the cell expects \(3, 2\)"):
         sn.scan(cell, init(jax.random.key(0), 4), XS)
+
+
+def test_restoring_into_another_model_moves_nothing_aside(tmp_path):
+    """A wrong target state is the caller's mistake, not damage: the checkpoint stays."""
+    import optax
+
+    def state_of(width):
+        params = {"w": jnp.ones((3, width))}
+        return create_train_state(params, optax.adam(1e-3), jax.random.key(0))
+
+    ckpt = Checkpointer(tmp_path / "ckpt", save_every=1)
+    ckpt.save(state_of(4)._replace(step=jnp.asarray(1, jnp.int32)))
+    with pytest.raises(ValueError, match=r"holds another model .*\(\(3, 4\), 'float32'\)"):
+        ckpt.restore(state_of(5))
+    assert ckpt.all_steps() == [1] and not ckpt.aside_directory.exists()
+    assert int(ckpt.restore(state_of(4)).step) == 1
+    ckpt.close()

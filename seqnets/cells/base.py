@@ -150,6 +150,28 @@ def check_params(
             )
 
 
+def project_checked(cell: Cell, params: Params, xs: Array, where: str) -> Any:
+    """``jax.eval_shape(cell.project, params, xs)`` after checking ``params`` with `check_params`.
+
+    The cell's own input check speaks first: a ValueError from ``project`` (the built-in
+    cells name a wrong input size) propagates as it is. Any other error of ``project``,
+    such as a raw shape error in a cell of your own, gives way to `check_params`'s
+    message when the parameters do not fit the cell.
+    """
+    try:
+        projected = jax.eval_shape(cell.project, params, xs)
+    except ValueError:
+        raise
+    except Exception as error:
+        try:
+            check_params(cell.init, params, jnp.shape(xs)[-1], where)
+        except ValueError as clearer:
+            raise clearer from error
+        raise
+    check_params(cell.init, params, jnp.shape(xs)[-1], where)
+    return projected
+
+
 def check_carry(
     initial_carry: Callable[[int], Carry], carry: Carry, batch_size: int, where: str
 ) -> None:

@@ -104,6 +104,7 @@ class Checkpointer:
             options=ocp.CheckpointManagerOptions(
                 max_to_keep=keep, create=True, enable_async_checkpointing=False
             ),
+            item_handlers=ocp.StandardCheckpointHandler(),
         )
 
     @property
@@ -206,6 +207,21 @@ class Checkpointer:
         if damaged:
             raise CheckpointError(f"step {step} is damaged: {damaged}")
         try:
+            saved_layout = self.manager.item_metadata(step)
+        except Exception as error:
+            raise CheckpointError(
+                f"step {step} is unreadable: {_file_in(error, step_dir)}: "
+                f"{type(error).__name__}: {str(error).splitlines()[0][:200] if str(error) else ''}"
+            ) from error
+        other_model = _layout_mismatch(abstract, saved_layout)
+        if other_model:
+            # The caller's state is wrong, not the checkpoint: nothing is moved aside.
+            raise ValueError(
+                f"the checkpoint of step {step} in {self.directory} holds another model than "
+                f"the state to restore into: {other_model}. Restore into a state built with "
+                "the saved run's settings."
+            )
+        try:
             restored = self.manager.restore(step, args=ocp.args.StandardRestore(abstract))
             recorded = self.manager.metadata(step).custom_metadata or {}
         except Exception as error:  # orbax and tensorstore raise many kinds
@@ -240,6 +256,27 @@ class Checkpointer:
 
     def close(self) -> None:
         self.manager.close()
+
+
+def _layout_mismatch(expected: Any, saved: Any) -> str | None:
+    """How the saved arrays' shapes and dtypes differ from ``expected``'s, or None.
+
+    Compared as multisets of (shape, dtype): orbax stores NamedTuples (optimizer states)
+    as dicts, so the two trees' structures differ even when they hold the same arrays.
+    """
+    if saved is None:
+        return None
+    layout = lambda leaves: sorted(  # noqa: E731
+        (tuple(leaf.shape), np.dtype(leaf.dtype).name) for leaf in leaves
+        if hasattr(leaf, "shape") and hasattr(leaf, "dtype")
+    )
+    want, got = layout(jax.tree.leaves(expected)), layout(jax.tree.leaves(saved))
+    if want == got:
+        return None
+    only_saved = [x for x in got if x not in want][:3]
+    only_wanted = [x for x in want if x not in got][:3]
+    return (f"{len(got)} saved arrays against {len(want)} expected; saved but not expected: "
+            f"{only_saved or 'none'}; expected but not saved: {only_wanted or 'none'}")
 
 
 def _tree_problems(expected: Any, restored: Any) -> list[str]:
