@@ -66,7 +66,7 @@ def test_bad_config_exits_2_with_one_line(tmp_path):
 def test_a_diverging_run_raises_the_librarys_error():
     config = echo.Config(series_length=1_500, epochs=2, progress=False,
                          learning_rate=float("inf"))
-    with pytest.raises(NonFiniteError, match=r"^step 2: the gradient was not finite"):
+    with pytest.raises(NonFiniteError, match=r"^step 2 \(epoch 1, window 2\): the loss is not finite"):
         echo.train(config, True, False)
 
 
