@@ -20,7 +20,7 @@ from typing import Any, NoReturn, TypeVar
 import tyro
 
 from experiments import reporting
-from seqnets.training.checkpoint import CheckpointError
+from seqnets.training import CheckpointError
 
 ConfigT = TypeVar("ConfigT")
 
