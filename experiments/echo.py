@@ -21,20 +21,24 @@ from __future__ import annotations
 import dataclasses
 import time
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-import tyro
 from tqdm import tqdm
 
 import seqnets as sn
-from experiments import models, reporting
+from experiments import cli, models, reporting
 from seqnets.cpu import tune_allocator
 from seqnets.data import echo_streams
-from seqnets.training import accuracy, create_train_state, softmax_cross_entropy
+from seqnets.training import (
+    NonFiniteError,
+    accuracy,
+    create_train_state,
+    softmax_cross_entropy,
+)
 from seqnets.training.tbptt import make_epoch_step, make_window_step, split_windows
 
 NUM_CLASSES = 2
@@ -80,11 +84,26 @@ class Config:
     """Show a progress bar."""
 
 
+SMOKE_SIZES = {"series_length": 5_000, "epochs": 5}
+
+
 def effective(config: Config) -> Config:
-    if not config.smoke:
-        return config
-    return dataclasses.replace(config, series_length=min(config.series_length, 5_000),
-                               epochs=min(config.epochs, 5))
+    """The config with ``--smoke``'s sizes (each capped at its smoke value)."""
+    return reporting.effective(config, SMOKE_SIZES)
+
+
+def validate(config: Config) -> Config:
+    """The effective config; raises ValueError naming a bad option, before any training."""
+    config = effective(config)
+    make_model(config)  # hidden size, layers
+    for name in ("series_length", "batch_size", "window", "echo_step", "epochs"):
+        if getattr(config, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be at least 1; got "
+                             f"{getattr(config, name)}.")
+    if not config.learning_rate > 0:
+        raise ValueError(f"--learning-rate must be positive; got {config.learning_rate}.")
+    series(config, [config.seed, 0])  # the rows must divide and hold a window
+    return config
 
 
 def make_model(config: Config) -> sn.Stack:
@@ -124,9 +143,31 @@ def series(config: Config, seed) -> tuple[np.ndarray, np.ndarray]:
     return x[:, :usable], y[:, :usable]
 
 
-def train(config: Config, keep_carry: bool, show_progress: bool):
-    """Trains one model; returns (params, per-window losses, per-epoch records, seconds)."""
+class TrainResult(NamedTuple):
+    """What `train` returns."""
+
+    params: dict
+    """The trained parameters."""
+    window_losses: np.ndarray
+    """The loss of every window, in training order, ``(epochs * windows_per_epoch,)``."""
+    records: list[dict]
+    """One record per epoch: ``epoch``, ``step``, mean ``loss``, first and last window's loss."""
+    seconds: float
+    """Training time, compilation included."""
+
+
+def train(config: Config, keep_carry: bool, show_progress: bool) -> TrainResult:
+    """Trains one model with the carry kept across windows (or reset at each).
+
+    Raises:
+      seqnets.training.NonFiniteError: at the end of the epoch in which a window's loss
+        was not finite, naming its step.
+    """
     model = make_model(config)
+    # No skip_nonfinite here: with it, the fused epoch and the per-window loop compile
+    # to float32 sums in different orders (1-ulp differences in the losses), and the two
+    # loops are meant to agree bit for bit. The losses come to the host once per epoch
+    # anyway, and are checked there.
     optimizer = optax.adagrad(config.learning_rate)
     state = create_train_state(init_params(model, jax.random.key(config.seed)), optimizer,
                                jax.random.key(config.seed + 1))
@@ -156,8 +197,9 @@ def train(config: Config, keep_carry: bool, show_progress: bool):
             losses = np.asarray(jax.device_get(losses))
         if not np.all(np.isfinite(losses)):
             bad = int(np.argmin(np.isfinite(losses)))
-            raise FloatingPointError(
-                f"epoch {epoch + 1}, window {bad}: the loss is not finite; lower --learning-rate."
+            raise NonFiniteError(
+                f"step {int(state.step) - len(losses) + bad + 1} (epoch {epoch + 1}, window "
+                f"{bad + 1}): the loss is not finite. Lower --learning-rate."
             )
         window_losses.append(losses)
         records.append({"epoch": epoch + 1, "step": int(state.step),
@@ -167,7 +209,7 @@ def train(config: Config, keep_carry: bool, show_progress: bool):
         bar.set_postfix(loss=f"{losses.mean():.4f}")
     jax.block_until_ready(state)
     seconds = time.perf_counter() - start
-    return state.params, np.concatenate(window_losses), records, seconds
+    return TrainResult(state.params, np.concatenate(window_losses), records, seconds)
 
 
 def evaluate(config: Config, params: dict, keep_carry: bool) -> dict:
@@ -211,37 +253,9 @@ def evaluate(config: Config, params: dict, keep_carry: bool) -> dict:
     }
 
 
-def plot(path: Path, window_losses: np.ndarray, last_window: dict, title: str) -> None:
-    """The tutorial's figure: the loss per window, and the last window of each stream."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = len(last_window["x"])
-    fig = plt.figure(figsize=(12, 2.2 * (rows + 1)))
-    ax = fig.add_subplot(rows + 1, 1, 1)
-    ax.plot(window_losses, linewidth=0.6)
-    ax.set(xlabel="window", ylabel="loss", title=title, yscale="log")
-    for r in range(rows):
-        ax = fig.add_subplot(rows + 1, 1, r + 2)
-        steps = np.arange(len(last_window["x"][r]))
-        ax.bar(steps - 0.27, last_window["x"][r], width=0.27, color="C0", label="input")
-        ax.bar(steps, np.asarray(last_window["y"][r]) * 0.8, width=0.27, color="C2",
-               label="target echo")
-        ax.bar(steps + 0.27, np.asarray(last_window["predicted"][r]) * 0.6, width=0.27,
-               color="C3", label="predicted echo")
-        ax.set(ylim=(0, 1.1), yticks=[], ylabel=f"stream {r}")
-        if r == 0:
-            ax.legend(loc="upper right", ncol=3, fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-
-
 def train_and_evaluate(config: Config, workdir: str | Path) -> dict:
     """Trains in each requested carry mode, writes metrics, figures and results."""
-    config = effective(config)
+    config = validate(config)
     workdir = reporting.prepare_workdir(workdir, dataclasses.asdict(config), resume=False,
                                         overwrite=config.overwrite)
     modes = ["keep", "reset"] if config.carry == "both" else [config.carry]
@@ -252,9 +266,11 @@ def train_and_evaluate(config: Config, workdir: str | Path) -> dict:
         for record in records:
             log.write({"carry": mode, **record})
         evaluation = evaluate(config, params, mode == "keep")
-        plot(workdir / f"echo_{mode}.png", window_losses, evaluation["last_window"],
-             f"{config.cell} {config.hidden_size}, echo {config.echo_step}, window "
-             f"{config.window}, carry {mode}")
+        reporting.plot_windows(
+            workdir / f"echo_{mode}.png", window_losses, evaluation["last_window"],
+            f"{config.cell} {config.hidden_size}, echo {config.echo_step}, window "
+            f"{config.window}, carry {mode}",
+        )
         windows = len(window_losses)
         results["runs"][mode] = {
             **{k: v for k, v in evaluation.items() if k != "last_window"},
@@ -275,9 +291,9 @@ def train_and_evaluate(config: Config, workdir: str | Path) -> dict:
     return results
 
 
-def main() -> None:
-    config = tyro.cli(Config)
-    train_and_evaluate(config, config.workdir)
+def main(args: list[str] | None = None) -> None:
+    """The command line: ``error: <message>`` and exit code 2 for a bad config."""
+    cli.run(Config, validate, train_and_evaluate, args)
 
 
 if __name__ == "__main__":

@@ -14,18 +14,18 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-import tyro
 from tqdm import tqdm
 
 import seqnets as sn
-from experiments import models, reporting
+from experiments import cli, models, reporting
 from seqnets.cpu import tune_allocator, use_cores_as_devices
 from seqnets.data import load_mnist
 from seqnets.data.augment import random_shift
@@ -108,16 +108,36 @@ class Config:
     program, one device per core); the batch must divide."""
 
 
+SMOKE_SIZES = {"epochs": 2, "train_examples": 3000, "test_examples": 1000}
+
+
 def effective(config: Config) -> Config:
-    """The config with ``--smoke``'s sizes filled in."""
-    if not config.smoke:
-        return config
-    return dataclasses.replace(
-        config,
-        epochs=min(config.epochs, 2),
-        train_examples=config.train_examples or 3000,
-        test_examples=config.test_examples or 1000,
-    )
+    """The config with ``--smoke``'s sizes filled in (each size capped at its smoke value)."""
+    return reporting.effective(config, SMOKE_SIZES)
+
+
+def validate(config: Config) -> Config:
+    """The effective config; raises ValueError naming a bad option, before any data loads."""
+    config = effective(config)
+    make_model(config)  # hidden size, layers, dropout
+    for name in ("epochs", "batch_size", "checkpoint_every", "keep_checkpoints",
+                 "train_examples", "test_examples"):
+        value = getattr(config, name)
+        if value is not None and value < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be at least 1; got {value}.")
+    if not config.learning_rate > 0:
+        raise ValueError(f"--learning-rate must be positive; got {config.learning_rate}.")
+    if config.clip_norm is not None and not config.clip_norm > 0:
+        raise ValueError(f"--clip-norm must be positive; got {config.clip_norm}.")
+    if config.augment_shift < 0:
+        raise ValueError(f"--augment-shift must be >= 0; got {config.augment_shift}.")
+    if config.train_examples is not None and config.train_examples < config.batch_size:
+        raise ValueError(
+            f"--train-examples {config.train_examples} is less than one batch of "
+            f"{config.batch_size}: raise it or lower --batch-size."
+        )
+    check_batch_divides(config.batch_size, data_mesh(config.devices, jax.local_devices()).size)
+    return config
 
 
 def make_model(config: Config) -> sn.Stack:
@@ -157,47 +177,9 @@ def make_optimizer(config: Config, steps_per_epoch: int) -> optax.GradientTransf
     return skip_nonfinite(adam)
 
 
-def evaluate(eval_fn, params, images: np.ndarray, labels: np.ndarray, mesh,
-             batch_size: int = 1000):
-    """Mean loss and accuracy over all of ``images``, in batches (the last one may be short)."""
-    loss_sum, correct = 0.0, 0.0
-    for start in range(0, len(images), batch_size):
-        batch = (images[start : start + batch_size], labels[start : start + batch_size])
-        # A short last batch that does not divide: every device evaluates all of it.
-        place = shard_batch if len(batch[0]) % mesh.size == 0 else replicate
-        batch = place(batch, mesh)
-        metrics = eval_fn(params, batch)
-        loss, acc = metrics["loss"], metrics["accuracy"]
-        n = len(batch[0])
-        loss_sum += float(loss) * n
-        correct += float(acc) * n
-    return loss_sum / len(images), correct / len(images)
-
-
-def train_and_evaluate(config: Config, workdir: str | Path) -> dict:
-    """Trains, evaluates on the test set every epoch, writes outputs, returns the results."""
-    start_time = time.perf_counter()
-    config = effective(config)
-    workdir = reporting.prepare_workdir(
-        workdir, dataclasses.asdict(config), resume=config.resume, overwrite=config.overwrite
-    )
-    data = load_mnist(config.source, config.data_dir)
-    train_x, train_y = data.train_images, data.train_labels
-    test_x, test_y = data.test_images, data.test_labels
-    if config.train_examples is not None:
-        train_x, train_y = train_x[: config.train_examples], train_y[: config.train_examples]
-    if config.test_examples is not None:
-        test_x, test_y = test_x[: config.test_examples], test_y[: config.test_examples]
-
-    mesh = data_mesh(config.devices, jax.local_devices())
-    check_batch_divides(config.batch_size, mesh.size)
-    steps_per_epoch = num_batches(len(train_x), config.batch_size)
-    total_steps = config.epochs * steps_per_epoch
-    model = make_model(config)
-    optimizer = make_optimizer(config, steps_per_epoch)
-    key = jax.random.key(config.seed)
-    init_key, data_key, step_key = jax.random.split(key, 3)
-    state = create_train_state(init_params(model, init_key), optimizer, step_key)
+def make_steps(config: Config, model: sn.Stack, optimizer: optax.GradientTransformation, mesh):
+    """The jitted ``train_step(state, batch) -> (state, metrics)`` (data parallel over
+    ``mesh``) and ``eval_step(params, batch) -> metrics``."""
 
     def loss_fn(params, batch, key):
         images, labels = batch
@@ -209,87 +191,146 @@ def train_and_evaluate(config: Config, workdir: str | Path) -> dict:
         logits = logits_fn(model, params, images, None)
         return {"loss": softmax_cross_entropy(logits, labels), "accuracy": accuracy(logits, labels)}
 
-    eval_fn = make_eval_step(metrics_fn)
-
     if mesh.size > 1:
         train_step = make_shard_map_train_step(loss_fn, optimizer, mesh)
     else:
         train_step = make_train_step(loss_fn, optimizer)
-    checkpointer = Checkpointer(
-        workdir / reporting.CHECKPOINT_DIR,
-        save_every=config.checkpoint_every, keep=config.keep_checkpoints,
-    )
-    if config.resume and checkpointer.latest_step() is not None:
-        state = checkpointer.restore(state)
-        print(f"resumed from step {int(state.step)} in {checkpointer.directory}")
-    state = replicate(state, mesh)
-    log = reporting.MetricsLog(workdir, keep_until_step=int(state.step))
+    return train_step, make_eval_step(metrics_fn)
 
+
+def epoch_batches(config: Config, data_key: jax.Array, images: np.ndarray, labels: np.ndarray,
+                  epoch: int, first: int = 0) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """The batches of ``epoch`` from batch ``first`` on: shuffled, shifted images and labels.
+
+    Order and shifts are functions of (seed, epoch, batch), so a resumed run redraws them."""
+    order = epoch_permutation(data_key, epoch, len(images))
+    for b in range(first, num_batches(len(images), config.batch_size)):
+        idx = order[b * config.batch_size : (b + 1) * config.batch_size]
+        rng = np.random.default_rng([config.seed, epoch, b])
+        yield random_shift(images[idx], config.augment_shift, rng), labels[idx]
+
+
+def train_epoch(train_step, state, batches, mesh, checkpointer: Checkpointer,
+                bar: tqdm) -> tuple[Any, dict[str, float]]:
+    """Runs ``train_step`` over ``batches``, saving the checkpoints that fall due.
+
+    Returns the new state and the epoch's mean train ``loss`` and ``accuracy``. The
+    metrics stay on the device until the epoch ends (no host sync per step but the
+    progress bar's every 20 steps).
+
+    Raises:
+      seqnets.training.NonFiniteError: naming the first step whose update was skipped
+        because its gradient was not finite.
+    """
     step = int(state.step)
-    first_epoch = step // steps_per_epoch
-    for epoch in range(first_epoch, config.epochs):
-        order = epoch_permutation(data_key, epoch, len(train_x))
-        sums = {"loss": 0.0, "accuracy": 0.0}
-        seen = 0
-        bar = tqdm(
-            range(step % steps_per_epoch, steps_per_epoch),
-            desc=f"epoch {epoch + 1}/{config.epochs}", disable=not config.progress,
-            leave=False, unit="step",
-        )
-        epoch_start = time.perf_counter()
-        for b in bar:
-            idx = order[b * config.batch_size : (b + 1) * config.batch_size]
-            # The shifts are a function of (seed, epoch, batch): a resumed run redraws them.
-            rng = np.random.default_rng([config.seed, epoch, b])
-            images = random_shift(train_x[idx], config.augment_shift, rng)
-            state, metrics = train_step(state, shard_batch((images, train_y[idx]), mesh))
-            step += 1
-            sums["loss"] += metrics["loss"]  # device arrays: no host sync per step
-            sums["accuracy"] += metrics["accuracy"]
-            seen += 1
-            if seen % 20 == 0:
-                bar.set_postfix(loss=f"{sums['loss'] / seen:.4f}",
-                                acc=f"{sums['accuracy'] / seen:.4f}")
+    history = []
+    for batch in batches:
+        state, metrics = train_step(state, shard_batch(batch, mesh))
+        step += 1
+        history.append(metrics)
+        if step % checkpointer.save_every == 0:
             checkpointer.save(state)
+        bar.update()
+        if len(history) % 20 == 0:
+            recent = jax.device_get(history[-20:])
+            bar.set_postfix(loss=f"{np.mean([m['loss'] for m in recent]):.4f}")
+    check_finite(state)  # once per epoch: names the first skipped step, if any
+    history = jax.device_get(history)
+    means = {k: float(np.mean([m[k] for m in history])) for k in ("loss", "accuracy")}
+    return state, means
+
+
+def evaluate(eval_step, params, images: np.ndarray, labels: np.ndarray, mesh,
+             batch_size: int = 1000) -> tuple[float, float]:
+    """Mean loss and accuracy over all of ``images``, in batches (the last one may be short)."""
+    loss_sum, correct = 0.0, 0.0
+    for start in range(0, len(images), batch_size):
+        batch = (images[start : start + batch_size], labels[start : start + batch_size])
+        # A short last batch that does not divide: every device evaluates all of it.
+        place = shard_batch if len(batch[0]) % mesh.size == 0 else replicate
+        metrics = jax.device_get(eval_step(params, place(batch, mesh)))
+        loss_sum += float(metrics["loss"]) * len(batch[0])
+        correct += float(metrics["accuracy"]) * len(batch[0])
+    return loss_sum / len(images), correct / len(images)
+
+
+def load_data(config: Config):
+    """``(train_images, train_labels, test_images, test_labels, source)``, cut to size."""
+    data = load_mnist(config.source, config.data_dir)
+    n_train, n_test = config.train_examples, config.test_examples
+    return (data.train_images[:n_train], data.train_labels[:n_train],
+            data.test_images[:n_test], data.test_labels[:n_test], data.source)
+
+
+def restore(checkpointer: Checkpointer, state):
+    """The newest intact checkpoint's state (damaged ones are moved aside), or ``state``
+    when there is none yet."""
+    try:
+        state = checkpointer.restore(state)
+    except FileNotFoundError:
+        print(f"no checkpoint in {checkpointer.directory} yet: starting at step 0")
+        return state
+    print(f"resumed from step {int(state.step)} in {checkpointer.directory}")
+    return state
+
+
+def train_and_evaluate(config: Config, workdir: str | Path) -> dict:
+    """Trains, evaluates on the test set every epoch, writes outputs, returns the results."""
+    start_time = time.perf_counter()
+    config = validate(config)
+    workdir = reporting.prepare_workdir(
+        workdir, dataclasses.asdict(config), resume=config.resume, overwrite=config.overwrite
+    )
+    train_x, train_y, test_x, test_y, source = load_data(config)
+    mesh = data_mesh(config.devices, jax.local_devices())
+    steps_per_epoch = num_batches(len(train_x), config.batch_size)
+    model = make_model(config)
+    optimizer = make_optimizer(config, steps_per_epoch)
+    init_key, data_key, step_key = jax.random.split(jax.random.key(config.seed), 3)
+    state = create_train_state(init_params(model, init_key), optimizer, step_key)
+    train_step, eval_step = make_steps(config, model, optimizer, mesh)
+    checkpointer = Checkpointer(workdir / reporting.CHECKPOINT_DIR,
+                                save_every=config.checkpoint_every, keep=config.keep_checkpoints)
+    if config.resume:
+        state = restore(checkpointer, state)
+    state = replicate(state, mesh)
+    step = int(state.step)
+    log = reporting.MetricsLog(workdir, keep_until_step=step)
+
+    for epoch in range(step // steps_per_epoch, config.epochs):
+        first = step % steps_per_epoch
+        bar = tqdm(total=steps_per_epoch, initial=first, desc=f"epoch {epoch + 1}/{config.epochs}",
+                   disable=not config.progress, leave=False, unit="step")
+        epoch_start = time.perf_counter()
+        batches = epoch_batches(config, data_key, train_x, train_y, epoch, first)
+        state, train = train_epoch(train_step, state, batches, mesh, checkpointer, bar)
         bar.close()
-        check_finite(state)  # names the first skipped step, if any
-        sums = {k: float(v) for k, v in sums.items()}
         epoch_time = time.perf_counter() - epoch_start
-        test_loss, test_acc = evaluate(eval_fn, state.params, test_x, test_y, mesh)
+        step = (epoch + 1) * steps_per_epoch
+        test_loss, test_acc = evaluate(eval_step, state.params, test_x, test_y, mesh)
         record = {
-            "epoch": epoch + 1,
-            "step": step,
-            "train_loss": sums["loss"] / max(seen, 1),
-            "train_accuracy": sums["accuracy"] / max(seen, 1),
-            "test_loss": test_loss,
-            "test_accuracy": test_acc,
-            "epoch_seconds": epoch_time,
-            "examples_per_second": seen * config.batch_size / epoch_time,
+            "epoch": epoch + 1, "step": step,
+            "train_loss": train["loss"], "train_accuracy": train["accuracy"],
+            "test_loss": test_loss, "test_accuracy": test_acc, "epoch_seconds": epoch_time,
+            "examples_per_second": (steps_per_epoch - first) * config.batch_size / epoch_time,
         }
         log.write(record)
-        print(
-            f"epoch {epoch + 1:3d}  train loss {record['train_loss']:.4f} "
-            f"acc {record['train_accuracy']:.4f}  test loss {test_loss:.4f} acc {test_acc:.4f}  "
-            f"({epoch_time:.1f} s, {record['examples_per_second']:.0f} ex/s)",
-            flush=True,
-        )
+        print(f"epoch {epoch + 1:3d}  train loss {train['loss']:.4f} acc {train['accuracy']:.4f}  "
+              f"test loss {test_loss:.4f} acc {test_acc:.4f}  ({epoch_time:.1f} s, "
+              f"{record['examples_per_second']:.0f} ex/s)", flush=True)
     checkpointer.save(state, force=True)
     checkpointer.close()
 
-    test_loss, test_acc = evaluate(eval_fn, state.params, test_x, test_y, mesh)
+    test_loss, test_acc = evaluate(eval_step, state.params, test_x, test_y, mesh)
     wall = time.perf_counter() - start_time
-    plot_learning_curve(log.records, workdir / "learning_curve.png")
+    reporting.plot_learning_curve(log.records, workdir / "learning_curve.png",
+                                  "MNIST rows (28 steps x 28 pixels)")
     results = {
-        "test_accuracy": test_acc,
-        "test_loss": test_loss,
-        "test_examples": len(test_x),
-        "train_examples": len(train_x),
-        "steps": step,
-        "total_steps": total_steps,
-        "wall_seconds": wall,
-        "data_source": data.source,
-        "device": str(jax.devices()[0].device_kind),
-        "devices": mesh.size,
+        "test_accuracy": test_acc, "test_loss": test_loss,
+        "test_examples": len(test_x), "train_examples": len(train_x),
+        "steps": step, "total_steps": config.epochs * steps_per_epoch,
+        "wall_seconds": wall, "data_source": source,
+        "device": str(jax.devices()[0].device_kind), "devices": mesh.size,
         "jax_version": jax.__version__,
     }
     reporting.write_results(workdir, results)
@@ -298,30 +339,9 @@ def train_and_evaluate(config: Config, workdir: str | Path) -> dict:
     return results
 
 
-def plot_learning_curve(records: list[dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    epochs = [r["epoch"] for r in records]
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
-    ax_loss.plot(epochs, [r["train_loss"] for r in records], marker="o", label="train")
-    ax_loss.plot(epochs, [r["test_loss"] for r in records], marker="o", label="test")
-    ax_loss.set(xlabel="epoch", ylabel="cross-entropy", title="loss", yscale="log")
-    ax_loss.legend()
-    ax_acc.plot(epochs, [100 * r["test_accuracy"] for r in records], marker="o", color="C1")
-    ax_acc.set(xlabel="epoch", ylabel="test accuracy (%)", title="test accuracy")
-    ax_acc.grid(alpha=0.3)
-    fig.suptitle("MNIST rows (28 steps x 28 pixels)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
-def main() -> None:
-    config = tyro.cli(Config)
-    train_and_evaluate(config, config.workdir)
+def main(args: list[str] | None = None) -> None:
+    """The command line: ``error: <message>`` and exit code 2 for a bad config."""
+    cli.run(Config, validate, train_and_evaluate, args)
 
 
 if __name__ == "__main__":

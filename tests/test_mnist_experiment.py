@@ -52,17 +52,23 @@ def test_smoke_run_writes_metrics_plot_and_results(tmp_path):
     assert "test accuracy" in out
     lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
     records = [json.loads(line) for line in lines]
-    assert [r["epoch"] for r in records] == [1, 2]
+    # 3,000 images in batches of 128: 23 steps per epoch.
+    assert [(r["epoch"], r["step"]) for r in records] == [(1, 23), (2, 46)]
     assert records[1]["train_loss"] < records[0]["train_loss"]
+    assert records[1]["test_loss"] < records[0]["test_loss"]
     results = json.loads((tmp_path / "results.json").read_text())
-    assert results["test_examples"] == 1000 and results["steps"] == 46
+    assert results["test_examples"] == 1000 and results["train_examples"] == 3000
+    assert results["steps"] == results["total_steps"] == 46
+    # The final evaluation is the last epoch's: same parameters, same test images.
+    assert results["test_accuracy"] == records[-1]["test_accuracy"]
+    assert results["test_loss"] == records[-1]["test_loss"]
     assert results["test_accuracy"] > 0.3  # well above chance (0.1) after 46 steps
-    png = (tmp_path / "learning_curve.png").read_bytes()
-    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+    assert (tmp_path / "learning_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # A second run refuses to overwrite the first unless asked.
     proc = run("--smoke", "--workdir", str(tmp_path), wait=False)
     out, _ = proc.communicate(timeout=120)
-    assert proc.returncode != 0 and "--resume" in out and "--overwrite" in out
+    assert proc.returncode == 2 and "--resume" in out and "--overwrite" in out
+    assert "Traceback" not in out
 
 
 def test_killed_run_resumes_to_the_same_parameters(tmp_path):
@@ -101,7 +107,8 @@ def test_resume_with_another_config_is_refused(tmp_path):
     proc = run("--smoke", "--workdir", str(tmp_path), "--resume", "--hidden-size", "64",
                wait=False)
     out, _ = proc.communicate(timeout=120)
-    assert proc.returncode != 0 and "hidden_size: saved 128, now 64" in out
+    assert proc.returncode == 2 and "hidden_size: saved 128, now 64" in out
+    assert "Traceback" not in out
 
 
 def test_help_explains_every_option():

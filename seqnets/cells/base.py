@@ -14,6 +14,7 @@ A step of every seqnets cell splits in two:
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -71,7 +72,9 @@ def make_cell(
                 f"{jnp.shape(x_t)}. For a whole sequence use seqnets.scan."
             )
         check_carry(initial_carry, carry, x_t.shape[0], where=f"{name}.apply")
-        return step(params, carry, project(params, x_t))
+        projected = project(params, x_t)  # the built-in cells name a wrong input size here
+        check_params(init, params, x_t.shape[-1], where=f"{name}.apply")
+        return step(params, carry, projected)
 
     return Cell(init, initial_carry, project, step, apply, hidden_size, name)
 
@@ -93,6 +96,80 @@ def check_input(params: Params, x: Array, where: str) -> None:
             or jnp.issubdtype(jnp.result_type(x), jnp.integer)
             or jnp.result_type(x) == jnp.bool_):
         raise ValueError(f"{where}: inputs must be real numbers; got dtype {jnp.result_type(x)}.")
+
+
+@functools.lru_cache(maxsize=256)
+def _expected_params(init: Callable[[Array, int], Params], input_size: int):
+    # Abstract evaluation of init: shapes and dtypes only, no arrays. Cached because tracing
+    # an init costs tens of milliseconds and scan checks on every call (and every trace).
+    # The key is made inside, so that nothing is staged into a trace the caller is in.
+    abstract = jax.eval_shape(lambda: init(jax.random.key(0), input_size))
+    return {_path(path): leaf for path, leaf in jax.tree_util.tree_flatten_with_path(abstract)[0]}
+
+
+def _path(path: Any) -> str:
+    return jax.tree_util.keystr(path, simple=True, separator="/")
+
+
+def check_params(
+    init: Callable[[Array, int], Params], params: Params, input_size: int, where: str
+) -> None:
+    """Raises ValueError unless ``params`` fits what ``init(key, input_size)`` returns.
+
+    Compares the tree (parameter names), each leaf's shape and its dtype with
+    ``jax.eval_shape`` of ``init``, so it covers any cell or stack, your own included. The
+    message names the parameters that are missing or unexpected, or the parameter whose
+    shape or dtype differs, with what was expected and what was given.
+    """
+    try:
+        expected = _expected_params(init, int(input_size))
+    except TypeError:  # an unhashable init: check without the cache
+        expected = _expected_params.__wrapped__(init, int(input_size))
+    got = {_path(path): leaf for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]}
+    missing = [k for k in expected if k not in got]
+    unexpected = [k for k in got if k not in expected]
+    if missing or unexpected:
+        raise ValueError(
+            f"{where}: the parameters do not match the cell for input size {input_size}: "
+            + "; ".join(part for part in (
+                f"missing {', '.join(missing)}" if missing else "",
+                f"unexpected {', '.join(unexpected)}" if unexpected else "") if part)
+            + ". Were they made by another cell's init?"
+        )
+    for name, want in expected.items():
+        shape, dtype = tuple(jnp.shape(got[name])), jnp.result_type(got[name])
+        if shape != tuple(want.shape):
+            raise ValueError(
+                f"{where}: parameter {name} has shape {shape}; the cell expects "
+                f"{tuple(want.shape)} for input size {input_size}. Were they made for "
+                f"another hidden size, or should the inputs' last axis not be {input_size}?"
+            )
+        if dtype != want.dtype:
+            raise ValueError(
+                f"{where}: parameter {name} has dtype {dtype}; the cell expects {want.dtype}."
+            )
+
+
+def project_checked(cell: Cell, params: Params, xs: Array, where: str) -> Any:
+    """``jax.eval_shape(cell.project, params, xs)`` after checking ``params`` with `check_params`.
+
+    The cell's own input check speaks first: a ValueError from ``project`` (the built-in
+    cells name a wrong input size) propagates as it is. Any other error of ``project``,
+    such as a raw shape error in a cell of your own, gives way to `check_params`'s
+    message when the parameters do not fit the cell.
+    """
+    try:
+        projected = jax.eval_shape(cell.project, params, xs)
+    except ValueError:
+        raise
+    except Exception as error:
+        try:
+            check_params(cell.init, params, jnp.shape(xs)[-1], where)
+        except ValueError as clearer:
+            raise clearer from error
+        raise
+    check_params(cell.init, params, jnp.shape(xs)[-1], where)
+    return projected
 
 
 def check_carry(

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from seqnets.backend import resolve_hoist
-from seqnets.cells.base import Cell, check_carry
+from seqnets.cells.base import Cell, check_carry, project_checked
 from seqnets.types import Array, Carry, Params
 from seqnets.varying import vary_like
 
@@ -77,7 +77,7 @@ def scan(
     """
     xs = _check_xs(xs, time_major)
     # Abstract evaluation only: lets the cell reject the input in the caller's own layout.
-    projected = jax.eval_shape(cell.project, params, xs)
+    projected = project_checked(cell, params, xs, where="seqnets.scan")
     hoist = resolve_hoist(hoist, sum(math.prod(p.shape) for p in jax.tree.leaves(projected)))
     xs = xs if time_major else jnp.swapaxes(xs, 0, 1)
     time, batch = xs.shape[:2]

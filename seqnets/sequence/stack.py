@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from seqnets.cells.base import Array, Cell
+from seqnets.cells.base import Array, Cell, check_params
 from seqnets.sequence.dropout import dropout as apply_dropout
 from seqnets.sequence.dropout import state_dropout
 from seqnets.sequence.scan import scan
@@ -119,6 +119,7 @@ def stack(
     ) -> tuple[StackCarry, Array]:
         if len(params) != len(cells):
             raise ValueError(f"params has {len(params)} layers; the stack has {len(cells)}.")
+        check_params(init, params, jnp.shape(xs)[-1], where="seqnets.stack")
         if carry is None:
             carry = [dict.fromkeys(directions) for _ in cells]
         elif len(carry) != len(cells):

@@ -1,6 +1,6 @@
 """Training: a pytree train state, jitted steps, losses, checkpoints, data order."""
 
-from seqnets.training.checkpoint import Checkpointer
+from seqnets.training.checkpoint import Checkpointer, CheckpointError
 from seqnets.training.guard import NonFiniteError, SkipNonfiniteState, check_finite, skip_nonfinite
 from seqnets.training.losses import accuracy, softmax_cross_entropy
 from seqnets.training.order import epoch_permutation, num_batches
@@ -8,6 +8,7 @@ from seqnets.training.state import TrainState, create_train_state
 from seqnets.training.step import gradient_update, make_eval_step, make_train_step, train_step_fn
 
 __all__ = [
+    "CheckpointError",
     "Checkpointer",
     "NonFiniteError",
     "SkipNonfiniteState",

@@ -2,11 +2,27 @@
 
 Orbax writes each checkpoint to a temporary directory and renames it when complete, so a
 run killed in the middle of a save leaves the previous checkpoints intact.
+
+Every checkpoint also records the SHA-256 of each saved array's bytes in orbax's own
+checkpoint metadata (written in the same atomic commit), and, once committed, a manifest of
+each file's size and SHA-256 (`MANIFEST_FILE`). Restoring checks the files against the
+manifest, then the restored tree against the expected structure, shapes and dtypes and
+against the array checksums, so a flipped bit in a data file, which orbax itself reads back
+without complaint, is caught, and a truncated or damaged file is named.
+`Checkpointer.restore` falls back from a damaged checkpoint to the newest intact one and
+moves the damaged one aside (it never deletes a checkpoint).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import re
+import shutil
+import sys
+import time
+from pathlib import Path
 from typing import Any
 
 import jax
@@ -14,6 +30,15 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from seqnets.training.state import TrainState
+
+CHECKSUM_KEY = "seqnets_sha256"
+# Written into each step's directory once orbax has committed it: every file's size and
+# SHA-256, so that restoring names a damaged file before orbax reads it.
+MANIFEST_FILE = "seqnets_files.json"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint could not be written, or no saved checkpoint could be restored."""
 
 
 def _to_saveable(state: TrainState) -> dict[str, Any]:
@@ -24,6 +49,38 @@ def _to_saveable(state: TrainState) -> dict[str, Any]:
         "step": state.step,
         "key_data": jax.random.key_data(state.key),
     }
+
+
+def checksums(tree: Any) -> dict[str, str]:
+    """``{leaf path: sha256 hex of its bytes}`` of every array in ``tree`` (host copies)."""
+    leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
+    host = jax.device_get([leaf for _, leaf in leaves])
+    return {
+        jax.tree_util.keystr(path): hashlib.sha256(np.ascontiguousarray(value).tobytes()).hexdigest()
+        for (path, _), value in zip(leaves, host, strict=True)
+    }
+
+
+def _os_reason(error: BaseException) -> str:
+    """The operating system's reason in ``error`` or its causes, e.g. "No space left on device"."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.strerror:
+            return seen.strerror
+        seen = seen.__cause__ or seen.__context__
+    text = str(error)
+    for reason in ("No space left on device", "Read-only file system", "Permission denied",
+                   "Disk quota exceeded", "Not a directory", "File exists"):
+        if reason in text:
+            return reason
+    return f"{type(error).__name__}: {text.splitlines()[0][:300] if text else ''}"
+
+
+def _file_in(error: BaseException, step_dir: Path) -> str:
+    """The file an orbax/tensorstore error names (the innermost), else the step directory."""
+    files = re.findall(r'local file "([^"]+)"', str(error))
+    files = [f for f in files if not f.endswith("/")] or files
+    return files[-1] if files else str(step_dir)
 
 
 class Checkpointer:
@@ -42,43 +99,240 @@ class Checkpointer:
         self.save_every = save_every
         self.manager = ocp.CheckpointManager(
             self.directory,
-            options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True),
+            # Synchronous saves: a failed write surfaces here as one exception instead of
+            # errors in orbax's background threads after the step has moved on.
+            options=ocp.CheckpointManagerOptions(
+                max_to_keep=keep, create=True, enable_async_checkpointing=False
+            ),
+            item_handlers=ocp.StandardCheckpointHandler(),
         )
+
+    @property
+    def aside_directory(self) -> Path:
+        """Where damaged checkpoints are moved: a sibling ``<directory>.corrupt``."""
+        return Path(self.directory + ".corrupt")
 
     def latest_step(self) -> int | None:
         """The step of the newest complete checkpoint, or None."""
         return self.manager.latest_step()
 
+    def all_steps(self) -> list[int]:
+        """The steps of all complete checkpoints, oldest first."""
+        return sorted(self.manager.all_steps())
+
     def save(self, state: TrainState, *, force: bool = False) -> bool:
-        """Saves ``state`` if its step is due (or ``force``); returns whether it saved."""
+        """Saves ``state`` if its step is due (or ``force``); returns whether it saved.
+
+        Raises:
+          CheckpointError: when the write fails (disk full, permission denied, read-only
+            file system). The message names the step, the path and the OS reason; orbax's
+            temporary folder is removed and earlier checkpoints are left as they were.
+        """
         step = int(state.step)
         if not force and step % self.save_every != 0:
             return False
         if step in self.manager.all_steps():
             return False
-        saved = self.manager.save(
-            step, args=ocp.args.StandardSave(_to_saveable(state)), force=True
-        )
-        self.manager.wait_until_finished()
+        tree = _to_saveable(state)
+        try:
+            saved = self.manager.save(
+                step, args=ocp.args.StandardSave(tree), force=True,
+                custom_metadata={CHECKSUM_KEY: checksums(tree)},
+            )
+            self.manager.wait_until_finished()
+            if saved:
+                _write_manifest(Path(self.directory) / str(step))
+        except Exception as error:
+            self._remove_temporary(step)
+            self.manager.reload()
+            kept = self.all_steps()
+            raise CheckpointError(
+                f"could not write the checkpoint of step {step} to "
+                f"{os.path.join(self.directory, str(step))}: {_os_reason(error)}. "
+                + (f"The earlier checkpoints (steps {', '.join(map(str, kept))}) are intact; "
+                   if kept else "No earlier checkpoint exists; ")
+                + "free space or fix the permissions, then resume."
+            ) from error
         return bool(saved)
 
+    def _remove_temporary(self, step: int) -> None:
+        """Removes orbax's unfinished ``<step>.orbax-checkpoint-tmp*`` folder of a failed save."""
+        for tmp in Path(self.directory).glob(f"{step}.orbax-checkpoint-tmp*"):
+            shutil.rmtree(tmp, ignore_errors=True)
+
     def restore(self, like: TrainState, step: int | None = None) -> TrainState:
-        """Restores the checkpoint at ``step`` (default: the latest) into ``like``'s structure.
+        """Restores a checkpoint into ``like``'s structure, verified.
+
+        With ``step=None``, tries the newest checkpoint first. One that orbax cannot read,
+        or whose tree, shapes, dtypes or checksums differ from what was saved, is reported
+        on stderr (step and file), moved to `aside_directory` (never deleted), and the next
+        older one is tried. With an explicit ``step``, only that one is tried.
 
         Raises:
-          FileNotFoundError: when the directory holds no checkpoint.
+          FileNotFoundError: when the directory holds no checkpoint and none was moved aside.
+          CheckpointError: when checkpoints exist but none is intact (or ``step`` is not),
+            or when every checkpoint was moved aside by an earlier restore.
         """
-        step = self.latest_step() if step is None else step
-        if step is None:
+        if step is not None:
+            return self._restore_verified(like, step)
+        steps = self.all_steps()
+        if not steps and self.aside_directory.is_dir() and any(self.aside_directory.iterdir()):
+            raise CheckpointError(
+                f"no intact checkpoint in {self.directory}: the damaged ones were moved to "
+                f"{self.aside_directory}. Nothing was restored; start afresh in another "
+                "directory, or move a checkpoint back once repaired."
+            )
+        if not steps:
             raise FileNotFoundError(f"no checkpoint to resume from in {self.directory}.")
-        abstract = jax.tree.map(
-            lambda x: jax.ShapeDtypeStruct(np.shape(x), x.dtype), _to_saveable(like)
+        failures = []
+        for candidate in reversed(steps):
+            try:
+                return self._restore_verified(like, candidate)
+            except CheckpointError as error:
+                aside = self._move_aside(candidate)
+                failures.append(f"step {candidate} ({error}; moved to {aside})")
+                print(f"checkpoint {error}; moved it to {aside}; trying an older one",
+                      file=sys.stderr, flush=True)
+        raise CheckpointError(
+            f"no intact checkpoint in {self.directory}: " + "; ".join(failures)
+            + ". Nothing was restored and nothing was deleted; start afresh in another "
+            "directory, or move a checkpoint back once repaired."
         )
-        restored = self.manager.restore(step, args=ocp.args.StandardRestore(abstract))
+
+    def _restore_verified(self, like: TrainState, step: int) -> TrainState:
+        step_dir = Path(self.directory) / str(step)
+        expected = _to_saveable(like)
+        abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), x.dtype), expected)
+        damaged = _manifest_problems(step_dir)
+        if damaged:
+            raise CheckpointError(f"step {step} is damaged: {damaged}")
+        try:
+            saved_layout = self.manager.item_metadata(step)
+        except Exception as error:
+            raise CheckpointError(
+                f"step {step} is unreadable: {_file_in(error, step_dir)}: "
+                f"{type(error).__name__}: {str(error).splitlines()[0][:200] if str(error) else ''}"
+            ) from error
+        other_model = _layout_mismatch(abstract, saved_layout)
+        if other_model:
+            # The caller's state is wrong, not the checkpoint: nothing is moved aside.
+            raise ValueError(
+                f"the checkpoint of step {step} in {self.directory} holds another model than "
+                f"the state to restore into: {other_model}. Restore into a state built with "
+                "the saved run's settings."
+            )
+        try:
+            restored = self.manager.restore(step, args=ocp.args.StandardRestore(abstract))
+            recorded = self.manager.metadata(step).custom_metadata or {}
+        except Exception as error:  # orbax and tensorstore raise many kinds
+            first = str(error).splitlines()[0][:200] if str(error) else ""
+            raise CheckpointError(
+                f"step {step} is unreadable: {_file_in(error, step_dir)}: "
+                f"{type(error).__name__}: {first}"
+            ) from error
+        problems = _tree_problems(abstract, restored)
+        saved_sums = recorded.get(CHECKSUM_KEY)
+        if not problems and saved_sums is not None:
+            got = checksums(restored)
+            problems = [f"{path}: the bytes differ from the saved checksum"
+                        for path, digest in got.items() if saved_sums.get(path) != digest]
+            problems += [f"{path}: saved but not restored" for path in saved_sums if path not in got]
+        if problems:
+            raise CheckpointError(
+                f"step {step} fails verification ({step_dir}): " + "; ".join(problems[:5])
+                + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
+            )
         key = jax.random.wrap_key_data(
             np.asarray(restored["key_data"]), impl=jax.random.key_impl(like.key)
         )
         return TrainState(restored["params"], restored["opt_state"], restored["step"], key)
 
+    def _move_aside(self, step: int) -> Path:
+        aside = self.aside_directory / f"{step}-{time.strftime('%Y%m%d-%H%M%S')}"
+        aside.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(os.path.join(self.directory, str(step)), aside)
+        self.manager.reload()
+        return aside
+
     def close(self) -> None:
         self.manager.close()
+
+
+def _layout_mismatch(expected: Any, saved: Any) -> str | None:
+    """How the saved arrays' shapes and dtypes differ from ``expected``'s, or None.
+
+    Compared as multisets of (shape, dtype): orbax stores NamedTuples (optimizer states)
+    as dicts, so the two trees' structures differ even when they hold the same arrays.
+    """
+    if saved is None:
+        return None
+    layout = lambda leaves: sorted(  # noqa: E731
+        (tuple(leaf.shape), np.dtype(leaf.dtype).name) for leaf in leaves
+        if hasattr(leaf, "shape") and hasattr(leaf, "dtype")
+    )
+    want, got = layout(jax.tree.leaves(expected)), layout(jax.tree.leaves(saved))
+    if want == got:
+        return None
+    only_saved = [x for x in got if x not in want][:3]
+    only_wanted = [x for x in want if x not in got][:3]
+    return (f"{len(got)} saved arrays against {len(want)} expected; saved but not expected: "
+            f"{only_saved or 'none'}; expected but not saved: {only_wanted or 'none'}")
+
+
+def _tree_problems(expected: Any, restored: Any) -> list[str]:
+    """Differences of structure, shape and dtype between two trees of arrays."""
+    if jax.tree.structure(expected) != jax.tree.structure(restored):
+        return [f"tree structure {jax.tree.structure(restored)}, expected "
+                f"{jax.tree.structure(expected)}"]
+    problems = []
+    for (path, want), got in zip(jax.tree_util.tree_flatten_with_path(expected)[0],
+                                 jax.tree.leaves(restored), strict=True):
+        if tuple(np.shape(got)) != tuple(want.shape) or np.dtype(got.dtype) != np.dtype(want.dtype):
+            problems.append(f"{jax.tree_util.keystr(path)}: {np.dtype(got.dtype).name}"
+                            f"{tuple(np.shape(got))}, expected {np.dtype(want.dtype).name}"
+                            f"{tuple(want.shape)}")
+    return problems
+
+
+def _file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _write_manifest(step_dir: Path) -> None:
+    """Records every file's size and SHA-256 under ``step_dir``; atomic by rename."""
+    files = {
+        str(p.relative_to(step_dir)): {"size": p.stat().st_size, "sha256": _file_digest(p)}
+        for p in sorted(step_dir.rglob("*")) if p.is_file() and p.name != MANIFEST_FILE
+    }
+    tmp = step_dir / (MANIFEST_FILE + ".tmp")
+    tmp.write_text(json.dumps(files, indent=1, sort_keys=True) + "\n")
+    os.replace(tmp, step_dir / MANIFEST_FILE)
+
+
+def _manifest_problems(step_dir: Path) -> str | None:
+    """The first file that differs from the manifest (missing, resized, other bytes), or None.
+
+    A checkpoint without a manifest (the run was stopped between orbax's commit and the
+    manifest, or it was written by an older seqnets) is left to the later checks.
+    """
+    path = step_dir / MANIFEST_FILE
+    if not path.exists():
+        return None
+    try:
+        files = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        return f"{path}: unreadable manifest ({error})"
+    for name, want in files.items():
+        file = step_dir / name
+        if not file.is_file():
+            return f"{file}: missing"
+        size = file.stat().st_size
+        if size != want["size"]:
+            return f"{file}: {size} bytes, expected {want['size']}"
+        if _file_digest(file) != want["sha256"]:
+            return f"{file}: the bytes differ from the saved SHA-256"
+    return None
