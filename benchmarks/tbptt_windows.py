@@ -18,7 +18,7 @@ import jax
 import optax
 
 from experiments import echo, models
-from seqnets.cpu import restart_with_tuned_allocator
+from seqnets.cpu import tune_allocator
 from seqnets.training import create_train_state
 from seqnets.training.tbptt import make_epoch_step, make_window_step, split_windows
 
@@ -85,5 +85,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    restart_with_tuned_allocator()
+    tune_allocator()
     main()

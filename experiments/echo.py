@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 import seqnets as sn
 from experiments import models, reporting
-from seqnets.cpu import restart_with_tuned_allocator
+from seqnets.cpu import tune_allocator
 from seqnets.data import echo_streams
 from seqnets.training import accuracy, create_train_state, softmax_cross_entropy
 from seqnets.training.tbptt import make_epoch_step, make_window_step, split_windows
@@ -281,5 +281,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    restart_with_tuned_allocator()
+    tune_allocator()
     main()

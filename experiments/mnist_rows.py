@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 import seqnets as sn
 from experiments import models, reporting
-from seqnets.cpu import restart_with_tuned_allocator, use_cores_as_devices
+from seqnets.cpu import tune_allocator, use_cores_as_devices
 from seqnets.data import load_mnist
 from seqnets.data.augment import random_shift
 from seqnets.parallel import (
@@ -45,6 +45,7 @@ from seqnets.training import (
     make_eval_step,
     make_train_step,
     num_batches,
+    skip_nonfinite,
     softmax_cross_entropy,
 )
 
@@ -150,7 +151,10 @@ def make_optimizer(config: Config, steps_per_epoch: int) -> optax.GradientTransf
         lr = optax.warmup_cosine_decay_schedule(
             0.0, config.learning_rate, steps_per_epoch, max(total, steps_per_epoch + 1)
         )
-    return optax.adam(lr)
+    adam = optax.adam(lr)
+    if config.clip_norm is not None:
+        adam = optax.chain(optax.clip_by_global_norm(config.clip_norm), adam)
+    return skip_nonfinite(adam)
 
 
 def evaluate(eval_fn, params, images: np.ndarray, labels: np.ndarray, mesh,
@@ -208,10 +212,9 @@ def train_and_evaluate(config: Config, workdir: str | Path) -> dict:
     eval_fn = make_eval_step(metrics_fn)
 
     if mesh.size > 1:
-        train_step = make_shard_map_train_step(loss_fn, optimizer, mesh,
-                                               clip_norm=config.clip_norm)
+        train_step = make_shard_map_train_step(loss_fn, optimizer, mesh)
     else:
-        train_step = make_train_step(loss_fn, optimizer, clip_norm=config.clip_norm)
+        train_step = make_train_step(loss_fn, optimizer)
     checkpointer = Checkpointer(
         workdir / reporting.CHECKPOINT_DIR,
         save_every=config.checkpoint_every, keep=config.keep_checkpoints,
@@ -241,16 +244,16 @@ def train_and_evaluate(config: Config, workdir: str | Path) -> dict:
             images = random_shift(train_x[idx], config.augment_shift, rng)
             state, metrics = train_step(state, shard_batch((images, train_y[idx]), mesh))
             step += 1
-            metrics = jax.device_get(metrics)
-            check_finite(metrics, step)
-            sums["loss"] += float(metrics["loss"])
-            sums["accuracy"] += float(metrics["accuracy"])
+            sums["loss"] += metrics["loss"]  # device arrays: no host sync per step
+            sums["accuracy"] += metrics["accuracy"]
             seen += 1
             if seen % 20 == 0:
                 bar.set_postfix(loss=f"{sums['loss'] / seen:.4f}",
                                 acc=f"{sums['accuracy'] / seen:.4f}")
             checkpointer.save(state)
         bar.close()
+        check_finite(state)  # names the first skipped step, if any
+        sums = {k: float(v) for k, v in sums.items()}
         epoch_time = time.perf_counter() - epoch_start
         test_loss, test_acc = evaluate(eval_fn, state.params, test_x, test_y, mesh)
         record = {
@@ -322,6 +325,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    restart_with_tuned_allocator()
+    tune_allocator()  # glibc keeps freed memory for the next step (see seqnets.cpu)
     use_cores_as_devices()  # on a CPU host, one JAX device per core (see seqnets.cpu)
     main()

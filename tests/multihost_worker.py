@@ -2,8 +2,9 @@
 
     python tests/multihost_worker.py OUT.npz NUM_PROCESSES PROCESS_ID PORT LOCAL_DEVICES
 
-Trains an LSTM for a few Adam steps on a fixed global batch of 32, each process feeding
-its own rows, and (process 0) writes the final parameters to OUT.npz.
+Trains the LSTM of ``multihost_model`` for a few SGD steps on a fixed global batch, each
+process feeding its own rows, and (process 0) writes the parameters before every step and
+after the last to OUT.npz, as ``step{k}/{leaf index}``.
 """
 
 import sys
@@ -21,39 +22,29 @@ if num_processes > 1:
 
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
+from multihost_model import GLOBAL_BATCH, LR, batches, init_params, loss_fn  # noqa: E402
 
-import seqnets as sn  # noqa: E402
 from seqnets import parallel  # noqa: E402
-from seqnets.training import create_train_state, make_train_step, softmax_cross_entropy  # noqa: E402
+from seqnets.training import create_train_state, make_train_step  # noqa: E402
 
-GLOBAL_BATCH, STEPS = 32, 4
-cell = sn.lstm(16)
-
-
-def loss_fn(params, batch, key):
-    x, y = batch
-    carry, _ = sn.scan(cell, params["rnn"], x)
-    return softmax_cross_entropy(carry[1] @ params["w"], y), {}
-
-
-k1, k2 = jax.random.split(jax.random.key(0))
-params = {"rnn": cell.init(k1, 8), "w": 0.1 * jax.random.normal(k2, (16, 10))}
-optimizer = optax.adam(1e-3)
+optimizer = optax.sgd(LR)
 mesh = parallel.data_mesh()
 assert mesh.size == num_processes * local_devices, mesh
-state = parallel.replicate(create_train_state(params, optimizer, jax.random.key(1)), mesh)
-step = make_train_step(loss_fn, optimizer)
+state = parallel.replicate(create_train_state(init_params(), optimizer, jax.random.key(1)), mesh)
+step = make_train_step(loss_fn, optimizer, donate=False)
 
-rng = np.random.default_rng(0)
+
+def local_leaves(state):  # replicated arrays: every process holds a full copy
+    return [np.asarray(leaf.addressable_data(0)) for leaf in jax.tree.leaves(state.params)]
+
+
+saved = {}
 share = GLOBAL_BATCH // num_processes
 rows = slice(process_id * share, (process_id + 1) * share)
-for _ in range(STEPS):
-    x = rng.normal(size=(GLOBAL_BATCH, 12, 8)).astype(np.float32)
-    y = rng.integers(0, 10, GLOBAL_BATCH).astype(np.int32)
+for k, (x, y) in enumerate(batches()):
+    saved.update({f"step{k}/{i}": leaf for i, leaf in enumerate(local_leaves(state))})
     state, metrics = step(state, parallel.global_batch((x[rows], y[rows]), mesh))
-
-# Replicated arrays: every process holds a full copy.
-leaves = [np.asarray(leaf.addressable_data(0)) for leaf in jax.tree.leaves(state.params)]
+saved.update({f"step{k + 1}/{i}": leaf for i, leaf in enumerate(local_leaves(state))})
 if process_id == 0:
-    np.savez(out, *leaves)
+    np.savez(out, **saved)
 print(f"process {process_id}: done, loss {float(metrics['loss'].addressable_data(0)):.6f}")

@@ -118,7 +118,8 @@ def test_bad_hidden_size_raises(bad):
 
 def test_tiny_matmuls_fuse_as_multiply_and_sum():
     """At most SMALL_MATMUL_MACS multiply-adds: no dot kernel, the same products summed."""
-    from seqnets.cells.base import SMALL_MATMUL_MACS, matmul
+    from seqnets.backend import SMALL_MATMUL_MACS
+    from seqnets.cells.base import matmul
 
     x = jax.random.normal(jax.random.key(0), (5, 4))
     w = jax.random.normal(jax.random.key(1), (4, 4))

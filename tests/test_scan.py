@@ -8,7 +8,7 @@ import pytest
 from conftest import make, random_inputs
 
 import seqnets as sn
-from seqnets.sequence.scan import CPU_HOIST_MAX_ELEMENTS
+from seqnets.backend import CPU_HOIST_MAX_ELEMENTS
 
 B, T, F, H = 3, 7, 4, 5
 

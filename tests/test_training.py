@@ -11,13 +11,14 @@ import seqnets as sn
 from seqnets.data import load_mnist
 from seqnets.training import (
     Checkpointer,
-    NonFiniteLossError,
+    NonFiniteError,
     accuracy,
     check_finite,
     create_train_state,
     epoch_permutation,
     make_train_step,
     num_batches,
+    skip_nonfinite,
     softmax_cross_entropy,
 )
 
@@ -45,13 +46,13 @@ def mnist_batch():
 
 
 def test_train_step_lowers_the_loss_on_real_mnist(mnist_batch):
-    optimizer = optax.adam(3e-3)
+    optimizer = skip_nonfinite(optax.adam(3e-3))
     state = create_train_state(init(jax.random.key(0)), optimizer, jax.random.key(1))
     step = make_train_step(loss_fn, optimizer)
     first, _ = loss_fn(state.params, mnist_batch, None)
     for _ in range(40):
         state, metrics = step(state, mnist_batch)
-        check_finite(metrics, int(state.step))
+    check_finite(state)
     assert int(state.step) == 40
     assert float(metrics["loss"]) < 0.5 * float(first)
 
@@ -68,36 +69,48 @@ def test_train_step_is_deterministic_bit_for_bit(mnist_batch):
     chex.assert_trees_all_equal(*results)
 
 
-def test_non_finite_loss_skips_the_update_and_raises_naming_the_step(mnist_batch):
+def test_non_finite_gradient_skips_the_update_and_check_finite_names_the_step(mnist_batch):
     def bad_loss(params, batch, key):
         loss, metrics = loss_fn(params, batch, key)
-        return jnp.where(batch[1][0] == 99, jnp.nan, loss), metrics
+        poison = jnp.where(batch[1][0] == 99, jnp.nan, 0.0)  # a NaN gradient for w
+        return loss + poison * jnp.sum(params["w"]), metrics
 
-    optimizer = optax.sgd(0.1)
+    optimizer = skip_nonfinite(optax.chain(optax.clip_by_global_norm(1.0), optax.adam(1e-3)))
     state = create_train_state(init(jax.random.key(0)), optimizer, jax.random.key(1))
     step = make_train_step(bad_loss, optimizer, donate=False)
     images, labels = mnist_batch
-    state, metrics = step(state, (images, labels))
-    check_finite(metrics, 1)
+    state, _ = step(state, (images, labels))
+    check_finite(state)  # step 1 was finite
     poisoned = labels.copy()
     poisoned[0] = 99
-    before = jax.device_get(state.params)
-    state, metrics = step(state, (images, poisoned))
-    with pytest.raises(NonFiniteLossError, match="step 2: the loss or gradient is not finite"):
-        check_finite(metrics, 2)
-    chex.assert_trees_all_equal(jax.device_get(state.params), before)
+    before = jax.device_get(state)
+    state, metrics = step(state, (images, poisoned))  # step 2: NaN gradient, skipped
+    assert not np.isfinite(float(metrics["grad_norm"]))
+    chex.assert_trees_all_equal(jax.device_get(state.params), before.params)
+    chex.assert_trees_all_equal(jax.device_get(state.opt_state.inner_state),
+                                before.opt_state.inner_state)  # Adam's moments too
+    state, _ = step(state, (images, labels))  # step 3 trains again
+    assert not np.array_equal(jax.device_get(state.params["w"]), before.params["w"])
+    with pytest.raises(NonFiniteError, match=r"step 2: the gradient was not finite, and 1 update"):
+        check_finite(state)
 
 
-def test_clip_norm_bounds_the_update():
-    optimizer = optax.sgd(1.0)
+def test_check_finite_without_the_guard_says_how_to_add_it():
+    state = create_train_state({"x": jnp.zeros(2)}, optax.sgd(1.0), jax.random.key(0))
+    with pytest.raises(ValueError, match=r"wrapped in seqnets\.training\.skip_nonfinite"):
+        check_finite(state)
+
+
+def test_clipping_is_chained_from_optax():
+    optimizer = optax.chain(optax.clip_by_global_norm(1.0), optax.sgd(1.0))
     params = {"x": jnp.array([3.0, 4.0])}
 
     def loss(p, batch, key):
         return 100.0 * jnp.sum(p["x"] ** 2) / 2, {}
 
     state = create_train_state(params, optimizer, jax.random.key(0))
-    state, metrics = make_train_step(loss, optimizer, clip_norm=1.0)(state, None)
-    np.testing.assert_allclose(metrics["grad_norm"], 500.0)
+    state, metrics = make_train_step(loss, optimizer)(state, None)
+    np.testing.assert_allclose(metrics["grad_norm"], 500.0)  # before clipping
     np.testing.assert_allclose(state.params["x"], [3.0 - 0.6, 4.0 - 0.8], rtol=1e-6)
 
 

@@ -31,10 +31,8 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-Params = Any  # a pytree of arrays
-Carry = Any  # a pytree of arrays, each (batch, hidden_size)
-Array = jax.Array
-Initializer = Callable[[Array, tuple[int, ...], Any], Array]
+from seqnets.backend import fuse_small_matmul
+from seqnets.types import Array, Carry, Initializer, Params  # noqa: F401  (re-exported)
 
 
 class Linear(NamedTuple):
@@ -208,24 +206,16 @@ def check_carry(
             )
 
 
-# A matmul of at most this many multiply-adds runs as a broadcast multiply and a sum.
-# XLA:CPU runs every dot as a separate kernel call of a few microseconds, whatever its
-# size, while a multiply-sum fuses with the gate math around it. On the echo workload
-# (batch 5, Elman 4 units) that made TBPTT training 2.6x faster; at batch 5 with 16
-# units, 1.6x. At 32 units (5 * 32 * 32 = 5,120 multiply-adds), or at batch 256 with 8
-# units, the dot was faster (`benchmarks/`).
-SMALL_MATMUL_MACS = 2048
-
-
 def matmul(x: Array, w: Array, dtype: Any) -> Array:
     """``x @ w`` computed in ``dtype`` and accumulated in float32.
 
-    ``x`` is ``(..., k)`` and ``w`` ``(k, n)``; returns float32 ``(..., n)``. Tiny products
-    (at most `SMALL_MATMUL_MACS` multiply-adds) are a fused multiply and sum instead of a
-    dot: the same products, summed in a different order.
+    ``x`` is ``(..., k)`` and ``w`` ``(k, n)``; returns float32 ``(..., n)``. On the CPU,
+    tiny products (`seqnets.backend.fuse_small_matmul`) are a multiply and a sum that XLA
+    fuses with the gate math, instead of a dot kernel call: the same products, summed in
+    a different order.
     """
     x, w = x.astype(dtype), w.astype(dtype)
-    if math.prod(x.shape) * w.shape[-1] <= SMALL_MATMUL_MACS:
+    if fuse_small_matmul(math.prod(x.shape) * w.shape[-1]):
         # Products of two bf16 (or f16) numbers are exact in float32, as in the dot.
         products = x.astype(jnp.float32)[..., :, None] * w.astype(jnp.float32)
         return jnp.sum(products, axis=-2)

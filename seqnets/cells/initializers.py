@@ -13,7 +13,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from seqnets.cells.base import Array, Initializer
+from seqnets.types import Array, Initializer
 
 lecun_normal: Initializer = jax.nn.initializers.lecun_normal()
 orthogonal: Initializer = jax.nn.initializers.orthogonal()

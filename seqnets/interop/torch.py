@@ -17,7 +17,7 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
-from seqnets.cells.base import Array
+from seqnets.types import Array
 
 _KEY = re.compile(r"^(weight|bias)_(ih|hh)_l(\d+)(_reverse)?$")
 

@@ -4,11 +4,11 @@ Three ways, each tested against one device on the same global batch:
 
 * **shard_map** (`make_shard_map_train_step`, recommended for RNNs): per-device code with
   explicit collectives, on a ``("data",)`` mesh with the train state replicated and the
-  batch sharded on its leading axis. The gradient is taken of ``pmean(loss)``: inside
-  ``shard_map`` the gradient of a replicated parameter is already summed over devices,
-  so ``pmean(grad)`` would be N times too large. `seqnets.scan` casts the parameters to
-  vary across devices once, before its loop, so the only all-reduce comes after the
-  backward pass.
+  batch sharded on its leading axis. Inside ``shard_map`` the gradient of a replicated
+  parameter is already summed over devices, so `mean_over_shards` divides it by the
+  device count (``pmean(grad)`` would be N times too large). `seqnets.scan` casts the
+  parameters to vary across devices once, before its loop (`seqnets.varying`), so the
+  only all-reduce comes after the backward pass.
 * **jit + sharding**: the same inputs, and the unchanged jitted step from
   `seqnets.training.make_train_step`; XLA's partitioner inserts the gradient all-reduce.
   For an RNN it places one inside the backward time loop: on 2 CPU devices the
@@ -16,7 +16,10 @@ Three ways, each tested against one device on the same global batch:
   shard_map step 4,920, in the same run). Works across hosts too (`global_batch`
   assembles each process's share).
 * **pmap** (`make_pmap_train_step`): for code bases that still use it; loss and gradients
-  averaged with ``lax.pmean`` over a named axis.
+  averaged with ``lax.pmean`` over a named axis (`mean_over_replicas`).
+
+The one-device step, these steps and the TBPTT steps share one update
+(`seqnets.training.gradient_update`); the parallel ones differ only in their `Reduce`.
 """
 
 from __future__ import annotations
@@ -32,7 +35,8 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from seqnets.training.state import TrainState
-from seqnets.training.step import LossFn, train_step_fn
+from seqnets.training.step import LossFn, Reduce, train_step_fn
+from seqnets.types import Array
 
 AXIS = "data"
 
@@ -52,8 +56,9 @@ def data_mesh(num_devices: int | None = None, devices: Sequence[jax.Device] | No
         if not 1 <= num_devices <= len(devices):
             raise ValueError(
                 f"asked for {num_devices} devices; {len(devices)} are available "
-                f"({devices[0].platform}). On a CPU, more can be made with "
-                "XLA_FLAGS=--xla_force_host_platform_device_count=N set before JAX starts."
+                f"({devices[0].platform}). On a CPU, make more before JAX starts, with "
+                "seqnets.cpu.use_cores_as_devices(N) at the top of the program or "
+                "XLA_FLAGS=--xla_force_host_platform_device_count=N in the environment."
             )
         devices = devices[:num_devices]
     return Mesh(np.array(devices), (AXIS,))
@@ -123,22 +128,50 @@ def global_batch(local_batch: Any, mesh: Mesh) -> Any:
     return jax.tree.map(make, local_batch)
 
 
+def mean_over_replicas(axis_name: str = AXIS) -> Reduce:
+    """The `Reduce` of a step whose parameters are per-device copies (``pmap``).
+
+    Each device's gradient is that of its own shard's loss; the mean over ``axis_name``
+    of loss, gradient and metrics is the global batch's.
+    """
+
+    def reduce(loss: Array, grads: Any, metrics: dict) -> tuple[Array, Any, dict]:
+        return jax.lax.pmean((loss, grads, metrics), axis_name)
+
+    return reduce
+
+
+def mean_over_shards(axis_name: str = AXIS) -> Reduce:
+    """The `Reduce` of a ``shard_map`` step whose parameters are replicated (``P()``).
+
+    Inside ``shard_map`` the gradient with respect to a replicated parameter comes out
+    already summed over the devices (the transpose of its cast to "varying" is a psum),
+    so it is divided by the device count rather than averaged again; ``pmean`` of it would
+    be N times too large. Loss and metrics, which vary by device, are averaged.
+    """
+
+    def reduce(loss: Array, grads: Any, metrics: dict) -> tuple[Array, Any, dict]:
+        count = jax.lax.axis_size(axis_name)
+        loss, metrics = jax.lax.pmean((loss, metrics), axis_name)
+        return loss, jax.tree.map(lambda g: g / count, grads), metrics
+
+    return reduce
+
+
 def make_pmap_train_step(
     loss_fn: LossFn,
     optimizer: optax.GradientTransformation,
     *,
     axis_name: str = AXIS,
-    clip_norm: float | None = None,
 ) -> Callable[[TrainState, Any], tuple[TrainState, dict]]:
     """A ``jax.pmap`` train step: ``(state, batch) -> (state, metrics)``.
 
     ``state`` carries a leading device axis (`stack_for_pmap`), ``batch`` leaves are
     ``(devices, per_device_batch, ...)`` (`split_for_pmap`). Loss, gradients and metrics
-    are averaged with ``lax.pmean`` over ``axis_name``, so every device applies the
-    update of the global batch mean. The step's PRNG key is the same on every device.
+    are averaged with `mean_over_replicas`, so every device applies the update of the
+    global batch mean. The step's PRNG key is the same on every device.
     """
-    step = train_step_fn(loss_fn, optimizer, clip_norm=clip_norm, axis_name=axis_name,
-                         mean_gradients=True)
+    step = train_step_fn(loss_fn, optimizer, reduce=mean_over_replicas(axis_name))
     return jax.pmap(step, axis_name=axis_name)
 
 
@@ -167,20 +200,18 @@ def make_shard_map_train_step(
     optimizer: optax.GradientTransformation,
     mesh: Mesh,
     *,
-    clip_norm: float | None = None,
     donate: bool = True,
 ) -> Callable[[TrainState, Any], tuple[TrainState, dict]]:
     """A jitted ``jax.shard_map`` train step over ``mesh``'s ``"data"`` axis.
 
     Takes and returns the same replicated state and sharded batch as the jit + sharding
     path (`replicate`, `shard_batch`), and the same metrics as
-    `seqnets.training.make_train_step` (with ``clip_norm`` and the non-finite guard).
-    Inside, each device computes its shard's loss; the gradient is taken of the ``pmean``
-    of the loss (see the module docstring). With ``donate=True`` the state passed in is
+    `seqnets.training.make_train_step`. Inside, each device computes its shard's loss and
+    gradient, combined by `mean_over_shards`. With ``donate=True`` the state passed in is
     consumed.
     """
     step = jax.shard_map(
-        train_step_fn(loss_fn, optimizer, clip_norm=clip_norm, axis_name=AXIS),
+        train_step_fn(loss_fn, optimizer, reduce=mean_over_shards(AXIS)),
         mesh=mesh,
         in_specs=(P(), P(AXIS)),
         out_specs=(P(), P()),

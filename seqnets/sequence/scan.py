@@ -9,18 +9,19 @@ the default on accelerators; on the CPU, only for small buffers (see ``hoist``).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from seqnets.cells.base import Array, Carry, Cell, Params, check_carry
+from seqnets.backend import resolve_hoist
+from seqnets.cells.base import Cell, check_carry
+from seqnets.types import Array, Carry, Params
+from seqnets.varying import vary_like
 
-# On XLA:CPU, hoisting pays only while the projected buffer (time, batch, G*H) stays small:
-# for the echo workload (15 x 5 x 4 floats) hoisting trains 1.4x faster, for row-MNIST
-# (28 x 128 x 512) and pixel-MNIST (784 x 64 x 512) the per-step projection is 1.1-1.25x
-# and 1.15-1.3x faster (`benchmarks/`). Accelerators always hoist.
-CPU_HOIST_MAX_ELEMENTS = 2**16
+# One step of the loop: (carry, inputs of step t) -> (carry, output of step t).
+Step = Callable[[Carry, dict[str, Array]], tuple[Carry, Array]]
 
 
 def scan(
@@ -48,7 +49,9 @@ def scan(
         truncated BPTT: wrap it in ``jax.lax.stop_gradient`` to cut the gradient).
       lengths: optional int ``(batch,)`` in ``[0, time]`` for right-padded batches. Steps at
         ``t >= lengths[b]`` leave row ``b``'s carry unchanged and output zeros, so the final
-        carry of each row is the carry after its last valid step.
+        carry of each row is the carry after its last valid step. Padded inputs are
+        never read: whatever they hold (NaN, infinities), outputs and gradients equal
+        those of zero padding, and their own gradient is exactly zero.
       resets: optional bool ``(batch, time)`` (``(time, batch)`` if ``time_major``); True at
         ``t`` means a new episode starts at step ``t``: the carry is set to
         ``cell.initial_carry`` (zeros) before step ``t`` runs. With ``reverse=True`` the same
@@ -61,12 +64,7 @@ def scan(
       unroll: passed to ``jax.lax.scan``.
       hoist: True computes the input projection of all steps before the loop, as one
         large matmul; False projects each step's input inside the loop, as Flax and Haiku
-        do. None (default) hoists on accelerators, and on the CPU only when the projected
-        buffer ``(time, batch, G*H)`` has at most `CPU_HOIST_MAX_ELEMENTS` elements: on a
-        2-core CPU the per-step projection measured 1.1-1.25x faster for row-MNIST
-        training and 1.15-1.3x for pixel-MNIST, while hoisting was 1.4x faster for the
-        tiny echo model (``python -m benchmarks.rnn_training``). The platform is
-        ``jax.default_backend()``.
+        do; None (default) picks for the platform (`seqnets.backend.resolve_hoist`).
 
     Returns:
       ``(carry, ys)``: the final carry, same structure as the initial one, and the hidden
@@ -77,21 +75,12 @@ def scan(
         the carry does not match the batch, or ``lengths``/``resets`` have the wrong shape,
         dtype or (when concrete) values.
     """
-    xs = jnp.asarray(xs)
-    if xs.ndim != 3:
-        layout = "(time, batch, input_size)" if time_major else "(batch, time, input_size)"
-        raise ValueError(
-            f"seqnets.scan expects xs of shape {layout}; got shape {xs.shape} (rank {xs.ndim}). "
-            "For a single step use cell.apply; for one unbatched sequence add a batch axis."
-        )
+    xs = _check_xs(xs, time_major)
     # Abstract evaluation only: lets the cell reject the input in the caller's own layout.
     projected = jax.eval_shape(cell.project, params, xs)
-    if hoist is None:
-        size = sum(math.prod(leaf.shape) for leaf in jax.tree.leaves(projected))
-        hoist = jax.default_backend() != "cpu" or size <= CPU_HOIST_MAX_ELEMENTS
-    xs_tm = xs if time_major else jnp.swapaxes(xs, 0, 1)
-    time, batch = xs_tm.shape[:2]
-
+    hoist = resolve_hoist(hoist, sum(math.prod(p.shape) for p in jax.tree.leaves(projected)))
+    xs = xs if time_major else jnp.swapaxes(xs, 0, 1)
+    time, batch = xs.shape[:2]
     initial = cell.initial_carry(batch)
     if carry is None:
         carry = initial
@@ -99,72 +88,91 @@ def scan(
         check_carry(cell.initial_carry, carry, batch, where="seqnets.scan")
         carry = jax.tree.map(lambda c, e: jnp.asarray(c, e.dtype), carry, initial)
 
-    valid = None
+    inputs: dict[str, Array] = {}
     if lengths is not None:
-        lengths = _check_lengths(lengths, batch, time)
-        valid = jnp.arange(time)[:, None] < lengths[None, :]  # (time, batch)
-
-    reset = None
+        inputs["valid"] = valid = _valid_steps(_check_lengths(lengths, batch, time), time)
+        # Zeroed, not just masked afterwards: a NaN read by a padded step would reach every
+        # gradient through 0 * NaN in the backward pass.
+        xs = jnp.where(valid[..., None], xs, jnp.zeros_like(xs))
     if resets is not None:
-        reset = _check_resets(resets, batch, time, time_major)
-        if reverse:
-            reset = jnp.concatenate([reset[1:], jnp.zeros_like(reset[:1])], axis=0)
-            if valid is not None:
-                reset = reset & jnp.concatenate([valid[1:], jnp.zeros_like(valid[:1])], axis=0)
-        elif valid is not None:
-            reset = reset & valid
+        inputs["reset"] = _step_resets(_check_resets(resets, batch, time, time_major),
+                                       inputs.get("valid"), reverse)
+    inputs["x"] = cell.project(params, xs) if hoist else xs
+    # Inside shard_map the inputs vary across devices: the carry must vary the same way,
+    # and the parameters are cast once here rather than at every use inside the loop.
+    carry, initial, params = vary_like((carry, initial, params), inputs["x"])
 
-    # (time, batch, projection), or the raw inputs when each step projects its own.
-    inputs = cell.project(params, xs_tm) if hoist else xs_tm
-    # Inside shard_map the inputs vary across devices; the carry must vary the same way.
-    carry, initial = _vary_like(carry, inputs), _vary_like(initial, inputs)
-    # Replicated parameters too, once here: otherwise JAX casts them at every use inside
-    # the loop, and the transpose of each cast is an all-reduce in every backward step
-    # (28 all-reduces, over half the step time, for a 2-device row-MNIST step).
-    params = _vary_like(params, inputs)
-
-    def body(carry: Carry, step_inputs: tuple[Array, Array | None, Array | None]):
-        input_t, valid_t, reset_t = step_inputs
-        if reset_t is not None:
-            carry = _where(reset_t, initial, carry)
-        projected_t = input_t if hoist else cell.project(params, input_t)
-        new_carry, h = cell.step(params, carry, projected_t)
-        if valid_t is not None:
-            new_carry = _where(valid_t, new_carry, carry)
-            h = jnp.where(valid_t[:, None], h, jnp.zeros_like(h))
-        return new_carry, h
-
-    carry, ys = jax.lax.scan(
-        body, carry, (inputs, valid, reset), reverse=reverse, unroll=unroll
-    )
+    step = _cell_step(cell, params, hoist)
+    if "reset" in inputs:
+        step = _with_resets(step, initial)
+    if "valid" in inputs:
+        step = _with_lengths(step)
+    carry, ys = jax.lax.scan(step, carry, inputs, reverse=reverse, unroll=unroll)
     return carry, (ys if time_major else jnp.swapaxes(ys, 0, 1))
 
 
-def _varying_axes(x: Array) -> frozenset:
-    """The shard_map axes over which ``x`` varies (empty outside shard_map)."""
-    aval = jax.typeof(x)
-    manual = getattr(aval, "manual_axis_type", None)  # jax >= 0.10
-    if manual is not None:
-        return frozenset(manual.varying)
-    return frozenset(getattr(aval, "vma", ()))
+def _cell_step(cell: Cell, params: Params, hoisted: bool) -> Step:
+    """The cell's step on ``inputs["x"]``: projected already, or projected here."""
+
+    def step(carry: Carry, inputs: dict[str, Array]) -> tuple[Carry, Array]:
+        x_t = inputs["x"] if hoisted else cell.project(params, inputs["x"])
+        return cell.step(params, carry, x_t)
+
+    return step
 
 
-def _vary_like(tree: Carry, like: Array) -> Carry:
-    """Casts ``tree`` to vary over the same ``shard_map`` axes as ``like`` (a no-op outside)."""
-    axes = _varying_axes(like)
-    if not axes:
-        return tree
+def _with_resets(step: Step, initial: Carry) -> Step:
+    """``step`` that first sets the carry of rows with ``inputs["reset"]`` to ``initial``."""
 
-    def cast(leaf: Array) -> Array:
-        missing = tuple(sorted(axes - _varying_axes(leaf)))
-        return jax.lax.pcast(leaf, missing, to="varying") if missing else leaf
+    def reset_step(carry: Carry, inputs: dict[str, Array]) -> tuple[Carry, Array]:
+        return step(_where(inputs["reset"], initial, carry), inputs)
 
-    return jax.tree.map(cast, tree)
+    return reset_step
+
+
+def _with_lengths(step: Step) -> Step:
+    """``step`` that keeps the carry and outputs zeros in rows where ``inputs["valid"]`` is False."""
+
+    def masked_step(carry: Carry, inputs: dict[str, Array]) -> tuple[Carry, Array]:
+        new_carry, h = step(carry, inputs)
+        valid = inputs["valid"]
+        return _where(valid, new_carry, carry), jnp.where(valid[:, None], h, jnp.zeros_like(h))
+
+    return masked_step
+
+
+def _valid_steps(lengths: Array, time: int) -> Array:
+    """``(time, batch)`` bools: whether step ``t`` of row ``b`` lies before ``lengths[b]``."""
+    return jnp.arange(time)[:, None] < lengths[None, :]
+
+
+def _step_resets(reset: Array, valid: Array | None, reverse: bool) -> Array:
+    """``(time, batch)`` bools: reset the carry before step ``t`` (of the run's own order).
+
+    A reversed run meets the end of the previous episode first, so an episode starting at
+    ``t`` resets before step ``t - 1``; resets on padded steps are dropped.
+    """
+    if reverse:
+        shift = lambda m: jnp.concatenate([m[1:], jnp.zeros_like(m[:1])], axis=0)  # noqa: E731
+        reset = shift(reset)
+        return reset if valid is None else reset & shift(valid)
+    return reset if valid is None else reset & valid
 
 
 def _where(mask: Array, if_true: Carry, if_false: Carry) -> Carry:
     """Selects per row: ``mask`` is ``(batch,)``, every carry leaf ``(batch, hidden)``."""
     return jax.tree.map(lambda a, b: jnp.where(mask[:, None], a, b), if_true, if_false)
+
+
+def _check_xs(xs: Array, time_major: bool) -> Array:
+    xs = jnp.asarray(xs)
+    if xs.ndim != 3:
+        layout = "(time, batch, input_size)" if time_major else "(batch, time, input_size)"
+        raise ValueError(
+            f"seqnets.scan expects xs of shape {layout}; got shape {xs.shape} (rank {xs.ndim}). "
+            "For a single step use cell.apply; for one unbatched sequence add a batch axis."
+        )
+    return xs
 
 
 def _is_concrete(x: Array) -> bool:

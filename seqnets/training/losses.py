@@ -5,7 +5,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 import optax
 
-from seqnets.cells.base import Array
+from seqnets.types import Array
 
 
 def softmax_cross_entropy(logits: Array, labels: Array, mask: Array | None = None) -> Array:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import jax
 import numpy as np
 
-from seqnets.cells.base import Array
+from seqnets.types import Array
 
 
 def epoch_permutation(key: Array, epoch: int, num_examples: int) -> np.ndarray:

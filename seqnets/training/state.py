@@ -7,7 +7,7 @@ from typing import Any, NamedTuple
 import jax
 import optax
 
-from seqnets.cells.base import Array
+from seqnets.types import Array
 
 
 class TrainState(NamedTuple):

@@ -25,8 +25,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from seqnets.cells.base import Array, Carry
-from seqnets.training.state import TrainState, apply_gradients, step_key
+from seqnets.training.state import TrainState, step_key
+from seqnets.training.step import gradient_update
+from seqnets.types import Array, Carry
 
 TBPTTLossFn = Callable[[Any, Carry, Any, Array], tuple[Array, tuple[Carry, dict[str, Array]]]]
 
@@ -88,7 +89,8 @@ def _window_update(
         grad_fn = jax.value_and_grad(window_loss, has_aux=True)
         (loss, (carry, metrics)), grads = grad_fn(state.params, carry, window_batch,
                                                   step_key(state))
-        return apply_gradients(state, grads, optimizer), carry, {**metrics, "loss": loss}
+        state, metrics = gradient_update(state, optimizer, loss, grads, metrics)
+        return state, carry, metrics
 
     return update
 
@@ -103,12 +105,14 @@ def make_window_step(
 
     Args:
       loss_fn: the TBPTT loss (see the module docstring).
-      optimizer: an optax optimizer.
+      optimizer: an optax optimizer; chain clipping or `seqnets.training.skip_nonfinite`
+        into it as for `seqnets.training.make_train_step` (the same update path).
       reset_carry: when given, every window starts from this carry instead of the one
         passed in (the "reset" ablation: no state crosses windows).
 
     Returns:
       The step; the returned carry is the final carry of the window (feed it to the next).
+      ``metrics`` holds the loss function's metrics plus ``loss`` and ``grad_norm``.
     """
     return jax.jit(_window_update(loss_fn, optimizer, reset_carry))
 
