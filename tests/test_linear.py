@@ -24,13 +24,14 @@ from seqnets.sequence.linear import ScanMode, linear_recurrence
 
 ATOL = RTOL = 1e-5
 MODES = ("sequential", "chunked", "parallel")
-LINEAR_CELLS = {
-    "min_gru": lambda h: sn.min_gru(h),
-    "min_lstm": lambda h: sn.min_lstm(h),
-    "lru": lambda h: sn.lru(h, state_size=h + 2),
-    "rg_lru": lambda h: sn.rg_lru(h),
-}
 F, H = 3, 5
+# Built once, so that the jitted runs below compile once per cell and shape.
+LINEAR_CELLS = {
+    "min_gru": sn.min_gru(H),
+    "min_lstm": sn.min_lstm(H),
+    "lru": sn.lru(H, state_size=H + 2),
+    "rg_lru": sn.rg_lru(H),
+}
 
 
 @pytest.fixture(params=sorted(LINEAR_CELLS))
@@ -42,36 +43,15 @@ def close(got, want, atol=ATOL, rtol=RTOL):
     chex.assert_trees_all_close(got, want, atol=atol, rtol=rtol)
 
 
-def _masks(xs_tm, lengths, resets, reverse, time_major):
-    """`seqnets.scan`'s masks, time-major (phase 1: scan does not dispatch modes yet)."""
-    time = xs_tm.shape[0]
-    valid = None if lengths is None else jnp.arange(time)[:, None] < jnp.asarray(lengths)[None]
-    reset = None
-    if resets is not None:
-        reset = resets if time_major else resets.T
-        if reverse:
-            reset = jnp.concatenate([reset[1:], jnp.zeros_like(reset[:1])], 0)
-            if valid is not None:
-                reset = reset & jnp.concatenate([valid[1:], jnp.zeros_like(valid[:1])], 0)
-        elif valid is not None:
-            reset = reset & valid
-    return valid, reset
-
-
 @functools.partial(
     jax.jit, static_argnames=("cell", "mode", "reverse", "time_major", "chunk_size"))
 def run(cell, params, xs, mode, *, carry=None, lengths=None, resets=None, reverse=False,
         time_major=False, chunk_size=None):
-    """One layer over ``xs`` in ``mode``; returns ``(carry, ys)`` like `seqnets.scan`."""
+    """`seqnets.scan` in ``mode``; ``"step"`` runs the cell's step in the classic loop."""
     if mode == "step":
-        return sn.scan(cell, params, xs, carry=carry, lengths=lengths, resets=resets,
-                       reverse=reverse, time_major=time_major)
-    xs_tm = xs if time_major else jnp.swapaxes(xs, 0, 1)
-    valid, reset = _masks(xs_tm, lengths, resets, reverse, time_major)
-    carry = cell.initial_carry(xs_tm.shape[1]) if carry is None else carry
-    carry, ys = linear.linear_scan(cell, params, xs_tm, carry, valid=valid, reset=reset,
-                                   mode=ScanMode(mode), chunk_size=chunk_size, reverse=reverse)
-    return carry, (ys if time_major else jnp.swapaxes(ys, 0, 1))
+        cell, mode = cell._replace(linear=None), "sequential"
+    return sn.scan(cell, params, xs, carry=carry, lengths=lengths, resets=resets,
+                   reverse=reverse, time_major=time_major, mode=mode, chunk_size=chunk_size)
 
 
 @functools.cache
@@ -102,7 +82,7 @@ def generate(cell, params, xs, *, carry=None, lengths=None, resets=None, reverse
 
 
 def setup(name, batch=3, time=9, key=0):
-    cell = LINEAR_CELLS[name](H)
+    cell = LINEAR_CELLS[name]
     params = cell.init(jax.random.key(key), F)
     xs = jax.random.normal(jax.random.key(key + 1), (batch, time, F))
     carry = cell.initial_carry(batch)
@@ -307,3 +287,158 @@ def test_min_gru_and_lru_equal_generation_at_4096_steps(mode):
         got = run(cell, params, xs, mode, carry=carry)
         want = generate(cell, params, xs, carry=carry)
         close(got, want)
+
+
+# ---- the runner's options ---------------------------------------------------------------
+
+def test_classic_cells_accept_only_auto_and_sequential():
+    cell = sn.lstm(4)
+    params = cell.init(jax.random.key(0), F)
+    xs = jnp.ones((2, 5, F))
+    chex.assert_trees_all_equal(sn.scan(cell, params, xs, mode="sequential"),
+                                sn.scan(cell, params, xs))
+    for mode in ("chunked", "parallel"):
+        with pytest.raises(ValueError, match=r"the 'lstm' cell is not linear .* modes "
+                                             r"\('auto', 'sequential'\); got mode='" + mode):
+            sn.scan(cell, params, xs, mode=mode)
+    with pytest.raises(ValueError, match=r"mode must be one of \('auto', 'sequential', "
+                                         r"'chunked', 'parallel'\); got 'fast'"):
+        sn.scan(sn.min_gru(4), sn.min_gru(4).init(jax.random.key(0), F), xs, mode="fast")
+
+
+def test_auto_mode_follows_the_measured_rule():
+    cell = LINEAR_CELLS["min_gru"]
+    assert linear.resolve_mode("auto", cell, 784, 64, 128, "cpu") is ScanMode.CHUNKED
+    assert linear.resolve_mode("auto", cell, 16, 64, 128, "cpu") is ScanMode.SEQUENTIAL
+    assert linear.resolve_mode("auto", cell, 784, 64, 128, "gpu") is ScanMode.PARALLEL
+    assert linear.resolve_mode("auto", sn.gru(3), 784, 64, 128, "gpu") is ScanMode.SEQUENTIAL
+    assert linear.resolve_mode(ScanMode.PARALLEL, cell, 5, 1, 1) is ScanMode.PARALLEL
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_inside_a_bidirectional_stack(mode):
+    model = sn.stack([LINEAR_CELLS["lru"], LINEAR_CELLS["min_gru"]], bidirectional=True)
+    params = model.init(jax.random.key(0), F)
+    xs = jax.random.normal(jax.random.key(1), (3, 13, F))
+    lengths, resets = jnp.array([13, 8, 1]), jnp.zeros((3, 13), bool).at[0, 6].set(True)
+    w = jax.random.normal(jax.random.key(2), (3, 13, model.output_size))
+
+    @functools.partial(jax.jit, static_argnames="mode")
+    def loss_and_grad(params, xs, mode):
+        def loss(params, xs):
+            carry, ys = model.apply(params, xs, lengths=lengths, resets=resets, mode=mode,
+                                    chunk_size=4)
+            return jnp.sum(w * ys) + sum(jnp.sum(jnp.abs(c)) for c in jax.tree.leaves(carry))
+        return jax.value_and_grad(loss, argnums=(0, 1))(params, xs)
+
+    def per_layer_generation(params, xs):
+        """Each layer and direction through `generate`, the outputs concatenated."""
+        for layer, cell in zip(params, model.cells, strict=True):
+            _, fwd = generate(cell, layer["forward"], xs, lengths=lengths, resets=resets)
+            _, bwd = generate(cell, layer["backward"], xs, lengths=lengths, resets=resets,
+                              reverse=True)
+            xs = jnp.concatenate([fwd, bwd], -1)
+        return xs
+
+    close(model.apply(params, xs, lengths=lengths, resets=resets, mode=mode)[1],
+          per_layer_generation(params, xs))
+    close(loss_and_grad(params, xs, mode), loss_and_grad(params, xs, "sequential"))
+
+
+@pytest.mark.parametrize("mode", ["chunked", "parallel"])
+def test_inside_the_fused_tbptt_epoch(mode):
+    import optax
+
+    from seqnets.training import create_train_state, softmax_cross_entropy
+    from seqnets.training.tbptt import make_epoch_step, split_windows
+
+    model = sn.stack(LINEAR_CELLS["min_gru"], num_layers=2)
+
+    def loss_fn_in(mode):
+        def loss_fn(params, carry, batch, key):
+            x, y = batch
+            carry, ys = model.apply(params["rnn"], x, carry=carry, mode=mode, chunk_size=3)
+            return softmax_cross_entropy(ys @ params["w"], y), (carry, {})
+        return loss_fn
+
+    params = {"rnn": model.init(jax.random.key(0), F),
+              "w": jax.random.normal(jax.random.key(2), (H, 2))}
+    x = jax.random.normal(jax.random.key(1), (3, 24, F))
+    windows = split_windows((x, (x[..., 0] > 0).astype(jnp.int32)), 8)
+    optimizer = optax.adam(1e-2)
+    results = []
+    for m in ("sequential", mode):
+        state = create_train_state(params, optimizer, jax.random.key(1))
+        results.append(make_epoch_step(loss_fn_in(m), optimizer)(state, model.initial_carry(3),
+                                                                  windows))
+    (state_a, carry_a, metrics_a), (state_b, carry_b, metrics_b) = results
+    # Three Adam updates amplify a 1e-7 gradient difference to ~lr * 1e-7 / sqrt(v): still
+    # far below 1e-5 on the parameters.
+    close((state_b.params, carry_b, metrics_b["loss"]),
+          (state_a.params, carry_a, metrics_a["loss"]))
+
+
+@pytest.mark.parametrize("name,mode", [("lstm", "sequential"), ("min_gru", "sequential"),
+                                       ("min_gru", "chunked"), ("lru", "parallel")])
+def test_checkpointed_scan_gives_the_same_gradients(name, mode):
+    cell = sn.lstm(H) if name == "lstm" else LINEAR_CELLS[name]
+    params = cell.init(jax.random.key(0), F)
+    xs = jax.random.normal(jax.random.key(1), (3, 23, F))
+    carry = jax.tree.map(lambda c: c + 0.5, cell.initial_carry(3))
+    kwargs = {"lengths": jnp.array([23, 11, 4]),
+              "resets": jnp.zeros((3, 23), bool).at[0, 9].set(True), "mode": mode}
+    w = jax.random.normal(jax.random.key(2), (3, 23, H))
+
+    @functools.partial(jax.jit, static_argnames=("checkpoint", "reverse"))
+    def grads(params, xs, carry, checkpoint, reverse):
+        def loss(params, xs, carry):
+            carry, ys = sn.scan(cell, params, xs, carry=carry, checkpoint=checkpoint,
+                                reverse=reverse, **kwargs)
+            return jnp.sum(w * ys) + sum(jnp.sum(jnp.abs(c)) for c in jax.tree.leaves(carry))
+        return jax.value_and_grad(loss, argnums=(0, 1, 2))(params, xs, carry)
+
+    for reverse in (False, True):
+        want = grads(params, xs, carry, None, reverse)
+        for k in (5, 23, 40):  # 23 = 4 * 5 + 3: the last block is padded
+            close(grads(params, xs, carry, k, reverse), want)
+
+
+def test_checkpoint_must_be_a_positive_int():
+    cell = sn.lstm(3)
+    params = cell.init(jax.random.key(0), F)
+    with pytest.raises(ValueError, match=r"checkpoint must be None or a positive int .* got 0"):
+        sn.scan(cell, params, jnp.ones((1, 4, F)), checkpoint=0)
+
+
+def test_checkpointing_cuts_the_memory_of_a_training_step():
+    """XLA's own accounting of the compiled gradient: blocks of 64 at T = 4,096."""
+    cell = sn.lstm(32)
+    params = cell.init(jax.random.key(0), 8)
+    xs = jnp.ones((4, 4096, 8))
+
+    def temp_bytes(checkpoint):
+        grad = jax.grad(lambda p: jnp.sum(sn.scan(cell, p, xs, checkpoint=checkpoint)[1][:, -1]))
+        return jax.jit(grad).lower(params).compile().memory_analysis().temp_size_in_bytes
+
+    assert temp_bytes(64) * 4 < temp_bytes(None)
+
+
+@pytest.mark.parametrize("name", ["min_gru", "min_lstm", "lru", "rg_lru"])
+def test_no_overflow_or_nan_at_65536_steps(name):
+    """Long inputs with large gates; every mode stays finite and agrees with the others."""
+    cell = LINEAR_CELLS[name]
+    params = cell.init(jax.random.key(0), F)
+    xs = 3.0 * jax.random.normal(jax.random.key(1), (1, 65536, F))
+
+    @functools.partial(jax.jit, static_argnames="mode")
+    def value_and_grad(params, mode):
+        def loss(params):
+            carry, ys = sn.scan(cell, params, xs, mode=mode)
+            return jnp.mean(ys**2) + jnp.sum(jnp.abs(carry))
+        return jax.value_and_grad(loss)(params)
+
+    want = value_and_grad(params, "sequential")
+    for leaf in jax.tree.leaves(want):
+        assert np.all(np.isfinite(np.asarray(leaf)))
+    for mode in ("chunked", "parallel"):
+        close(value_and_grad(params, mode), want, atol=1e-4, rtol=1e-4)

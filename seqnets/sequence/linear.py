@@ -111,6 +111,7 @@ def linear_recurrence(
     mode: ScanMode | str = ScanMode.SEQUENTIAL,
     chunk_size: int | None = None,
     reverse: bool = False,
+    unroll: int | bool = 1,
 ) -> Array:
     """Every state of ``h_t = a_t * h_{t-1} + b_t``, from ``h_{-1} = h0``.
 
@@ -123,6 +124,7 @@ def linear_recurrence(
         Ignored by the other modes. T need not be a multiple of C.
       reverse: run from the last step to the first, ``h_t = a_t * h_{t+1} + b_t`` with
         ``h_T = h0``; the result keeps the original time order.
+      unroll: passed to the sequential mode's ``lax.scan``.
 
     Returns:
       ``hs``, ``(time, batch, state)``: the state after each step, in ``b``'s dtype
@@ -139,7 +141,7 @@ def linear_recurrence(
     if a.shape[0] == 0:
         return b
     if mode is ScanMode.SEQUENTIAL:
-        return _sequential(a, b, h0, reverse)
+        return _sequential(a, b, h0, reverse, unroll)
     if mode is ScanMode.PARALLEL:
         return _parallel(a, b, h0, reverse)
     if mode is ScanMode.CHUNKED:
@@ -149,12 +151,12 @@ def linear_recurrence(
     raise ValueError(f"linear_recurrence: unknown mode {mode!r}.")
 
 
-def _sequential(a: Array, b: Array, h0: Array, reverse: bool) -> Array:
+def _sequential(a: Array, b: Array, h0: Array, reverse: bool, unroll: int | bool) -> Array:
     def body(h: Array, ab: tuple[Array, Array]) -> tuple[Array, Array]:
         h = ab[0] * h + ab[1]
         return h, h
 
-    return jax.lax.scan(body, h0, (a, b), reverse=reverse)[1]
+    return jax.lax.scan(body, h0, (a, b), reverse=reverse, unroll=unroll)[1]
 
 
 def _combine(first: tuple[Array, Array], second: tuple[Array, Array]) -> tuple[Array, Array]:
@@ -183,8 +185,8 @@ def _chunked(a: Array, b: Array, h0: Array, chunk_size: int | None) -> Array:
     pad = chunks * size - time
     if pad:
         # Frozen steps (a = 1, b = 0) at the end change nothing before them; trimmed below.
-        a = jnp.concatenate([a, jnp.ones((pad, *a.shape[1:]), a.dtype)])
-        b = jnp.concatenate([b, jnp.zeros((pad, *b.shape[1:]), b.dtype)])
+        a = jnp.concatenate([a, jnp.ones_like(a[:pad])])
+        b = jnp.concatenate([b, jnp.zeros_like(b[:pad])])
     # (chunks * C, ...) -> (C, chunks, ...): the inner scan runs every chunk at once.
     a_c = jnp.swapaxes(a.reshape(chunks, size, *a.shape[1:]), 0, 1)
     b_c = jnp.swapaxes(b.reshape(chunks, size, *b.shape[1:]), 0, 1)
@@ -195,8 +197,8 @@ def _chunked(a: Array, b: Array, h0: Array, chunk_size: int | None) -> Array:
         h, prod = a_t * h + b_t, a_t * prod
         return (h, prod), (h, prod)
 
-    zeros = jnp.zeros(a_c.shape[1:], a.dtype)
-    ones = jnp.ones(a_c.shape[1:], a.dtype)
+    # *_like, not jnp.zeros: inside shard_map the start must vary like the inputs.
+    zeros, ones = jnp.zeros_like(a_c[0]), jnp.ones_like(a_c[0])
     (h_end, a_end), (h_local, a_cum) = jax.lax.scan(local, (zeros, ones), (a_c, b_c))
 
     def across(h: Array, ends: tuple[Array, Array]):
@@ -236,6 +238,7 @@ def linear_scan(
     mode: ScanMode,
     chunk_size: int | None,
     reverse: bool,
+    unroll: int | bool = 1,
 ) -> tuple[Carry, Array]:
     """Runs a linear cell over time-major ``xs`` ``(time, batch, input_size)`` with a kernel.
 
@@ -257,7 +260,9 @@ def linear_scan(
     a, b = fold_masks(a, b, valid, reset)
     if xs.shape[0] == 0:
         return carry, cell.linear.readout(params, b.astype(carry.dtype), projected)
-    hs = linear_recurrence(a, b, carry, mode=mode, chunk_size=chunk_size, reverse=reverse)
+    hs = linear_recurrence(
+        a, b, carry, mode=mode, chunk_size=chunk_size, reverse=reverse, unroll=unroll
+    )
     ys = cell.linear.readout(params, hs, projected)
     if valid is not None:
         ys = jnp.where(valid[..., None], ys, jnp.zeros_like(ys))
