@@ -54,8 +54,9 @@ def lru(
     Args:
       hidden_size: width ``H`` of the outputs.
       state_size: width ``N`` of the complex state; ``hidden_size`` when None.
-      r_min, r_max: the ring ``r_min <= |lambda| < r_max`` of the initial eigenvalues,
-        ``0 <= r_min < r_max <= 1``.
+      r_min: the inner radius of the ring ``r_min <= |lambda| < r_max`` of the initial
+        eigenvalues, ``0 <= r_min < r_max``.
+      r_max: its outer radius, at most 1.
       max_phase: initial phases lie in ``[0, max_phase]``.
       dtype: computation dtype of the input matmul; parameters stay float32.
 

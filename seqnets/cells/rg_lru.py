@@ -65,7 +65,8 @@ def rg_lru(
     Args:
       hidden_size: width ``H`` of the carry and the outputs.
       c: the constant exponent scale of ``a_t = a^(c r_t)``.
-      min_rad, max_rad: the initial ``a = sigmoid(Lambda)`` lie in ``[min_rad, max_rad]``.
+      min_rad: the smallest initial ``a = sigmoid(Lambda)``.
+      max_rad: the largest initial ``a``.
       input_init: initializer of ``W_in``, ``W_a`` and ``W_x``.
       dtype: computation dtype of the matmuls; parameters and carry stay float32.
 

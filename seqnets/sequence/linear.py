@@ -65,7 +65,9 @@ def resolve_mode(
     Args:
       mode: ``"auto"``, ``"sequential"``, ``"chunked"``, ``"parallel"`` or a `ScanMode`.
       cell: the cell to run.
-      time, batch, state: the run's sizes (``state`` is the carry width).
+      time: the run's number of steps.
+      batch: its batch size.
+      state: the carry's width.
       backend: ``jax.default_backend()`` when None.
 
     Returns:
@@ -114,8 +116,8 @@ def linear_recurrence(
     """Every state of ``h_t = a_t * h_{t-1} + b_t``, from ``h_{-1} = h0``.
 
     Args:
-      a, b: ``(time, batch, state)`` (any trailing axes, the same for both), float or
-        complex.
+      a: ``(time, batch, state)`` (any trailing axes), float or complex.
+      b: the same shape as ``a``.
       h0: ``(batch, state)``, the state before the first step.
       mode: a `ScanMode` or its value (not ``"auto"``: see `resolve_mode`).
       chunk_size: the chunk length C of the chunked mode; `default_chunk_size` when None.
