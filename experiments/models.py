@@ -9,7 +9,8 @@ import jax.numpy as jnp
 
 import seqnets as sn
 
-CELLS = {"lstm": sn.lstm, "gru": sn.gru, "elman": sn.elman}
+CELLS = {"lstm": sn.lstm, "gru": sn.gru, "elman": sn.elman, "min_gru": sn.min_gru,
+         "min_lstm": sn.min_lstm, "lru": sn.lru, "rg_lru": sn.rg_lru}
 
 
 def init_params(model: sn.Stack, key: jax.Array, input_size: int, num_classes: int) -> dict:

@@ -9,21 +9,41 @@
     (2, 5, 8)
 """
 
-from seqnets.cells import Cell, elman, gru, initializers, irnn, lstm, make_cell
+from seqnets.cells import (
+    Cell,
+    Linear,
+    elman,
+    gru,
+    initializers,
+    irnn,
+    lru,
+    lstm,
+    make_cell,
+    make_linear_cell,
+    min_gru,
+    min_lstm,
+    rg_lru,
+)
 from seqnets.sequence import Stack, final_outputs, scan, stack
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Cell",
+    "Linear",
     "Stack",
     "elman",
     "final_outputs",
     "gru",
     "initializers",
     "irnn",
+    "lru",
     "lstm",
     "make_cell",
+    "make_linear_cell",
+    "min_gru",
+    "min_lstm",
+    "rg_lru",
     "scan",
     "stack",
 ]
