@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -116,10 +116,10 @@ def effective(config: Config) -> Config:
     return reporting.effective(config, SMOKE_SIZES)
 
 
-def validate(config: Config) -> Config:
+def validate(config: Config, task: Task | None = None) -> Config:
     """The effective config; raises ValueError naming a bad option, before any data loads."""
     config = effective(config)
-    make_model(config)  # hidden size, layers, dropout
+    (task or ROWS).make_model(config)  # hidden size, layers, dropout
     for name in ("epochs", "batch_size", "checkpoint_every", "keep_checkpoints",
                  "train_examples", "test_examples"):
         value = getattr(config, name)
@@ -161,6 +161,25 @@ def logits_fn(model: sn.Stack, params: dict, images: jax.Array, key: jax.Array |
     return models.head(params, features)
 
 
+class Task(NamedTuple):
+    """What a way of reading MNIST decides; `train_and_evaluate` does the rest.
+
+    Attributes:
+      make_model: ``config -> model``; raises ValueError for a bad config.
+      init_params: ``(model, key) -> params``.
+      logits: ``(model, params, images uint8 (batch, 28, 28), key or None) -> (batch, 10)``.
+      title: the learning curve's title.
+    """
+
+    make_model: Callable[[Any], Any]
+    init_params: Callable[[Any, jax.Array], dict]
+    logits: Callable[[Any, dict, jax.Array, jax.Array | None], jax.Array]
+    title: str
+
+
+ROWS = Task(make_model, init_params, logits_fn, "MNIST rows (28 steps x 28 pixels)")
+
+
 def make_optimizer(config: Config, steps_per_epoch: int) -> optax.GradientTransformation:
     total = config.epochs * steps_per_epoch
     if config.schedule == "constant":
@@ -177,18 +196,19 @@ def make_optimizer(config: Config, steps_per_epoch: int) -> optax.GradientTransf
     return skip_nonfinite(adam)
 
 
-def make_steps(config: Config, model: sn.Stack, optimizer: optax.GradientTransformation, mesh):
+def make_steps(config: Config, task: Task, model, optimizer: optax.GradientTransformation,
+               mesh):
     """The jitted ``train_step(state, batch) -> (state, metrics)`` (data parallel over
     ``mesh``) and ``eval_step(params, batch) -> metrics``."""
 
     def loss_fn(params, batch, key):
         images, labels = batch
-        logits = logits_fn(model, params, images, key if config.dropout > 0 else None)
+        logits = task.logits(model, params, images, key if config.dropout > 0 else None)
         return softmax_cross_entropy(logits, labels), {"accuracy": accuracy(logits, labels)}
 
     def metrics_fn(params, batch):
         images, labels = batch
-        logits = logits_fn(model, params, images, None)
+        logits = task.logits(model, params, images, None)
         return {"loss": softmax_cross_entropy(logits, labels), "accuracy": accuracy(logits, labels)}
 
     if mesh.size > 1:
@@ -274,21 +294,21 @@ def restore(checkpointer: Checkpointer, state):
     return state
 
 
-def train_and_evaluate(config: Config, workdir: str | Path) -> dict:
+def train_and_evaluate(config: Config, workdir: str | Path, task: Task = ROWS) -> dict:
     """Trains, evaluates on the test set every epoch, writes outputs, returns the results."""
     start_time = time.perf_counter()
-    config = validate(config)
+    config = validate(config, task)
     workdir = reporting.prepare_workdir(
         workdir, dataclasses.asdict(config), resume=config.resume, overwrite=config.overwrite
     )
     train_x, train_y, test_x, test_y, source = load_data(config)
     mesh = data_mesh(config.devices, jax.local_devices())
     steps_per_epoch = num_batches(len(train_x), config.batch_size)
-    model = make_model(config)
+    model = task.make_model(config)
     optimizer = make_optimizer(config, steps_per_epoch)
     init_key, data_key, step_key = jax.random.split(jax.random.key(config.seed), 3)
-    state = create_train_state(init_params(model, init_key), optimizer, step_key)
-    train_step, eval_step = make_steps(config, model, optimizer, mesh)
+    state = create_train_state(task.init_params(model, init_key), optimizer, step_key)
+    train_step, eval_step = make_steps(config, task, model, optimizer, mesh)
     checkpointer = Checkpointer(workdir / reporting.CHECKPOINT_DIR,
                                 save_every=config.checkpoint_every, keep=config.keep_checkpoints)
     if config.resume:
@@ -323,8 +343,7 @@ def train_and_evaluate(config: Config, workdir: str | Path) -> dict:
 
     test_loss, test_acc = evaluate(eval_step, state.params, test_x, test_y, mesh)
     wall = time.perf_counter() - start_time
-    reporting.plot_learning_curve(log.records, workdir / "learning_curve.png",
-                                  "MNIST rows (28 steps x 28 pixels)")
+    reporting.plot_learning_curve(log.records, workdir / "learning_curve.png", task.title)
     results = {
         "test_accuracy": test_acc, "test_loss": test_loss,
         "test_examples": len(test_x), "train_examples": len(train_x),

@@ -9,13 +9,29 @@
     (2, 5, 8)
 """
 
-from seqnets.cells import Cell, elman, gru, initializers, irnn, layer_norm_lstm, lstm, make_cell
+from seqnets.cells import (
+    Cell,
+    Linear,
+    elman,
+    gru,
+    initializers,
+    irnn,
+    layer_norm_lstm,
+    lru,
+    lstm,
+    make_cell,
+    make_linear_cell,
+    min_gru,
+    min_lstm,
+    rg_lru,
+)
 from seqnets.sequence import Stack, final_outputs, scan, stack
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Cell",
+    "Linear",
     "Stack",
     "elman",
     "final_outputs",
@@ -23,8 +39,13 @@ __all__ = [
     "initializers",
     "irnn",
     "layer_norm_lstm",
+    "lru",
     "lstm",
     "make_cell",
+    "make_linear_cell",
+    "min_gru",
+    "min_lstm",
+    "rg_lru",
     "scan",
     "stack",
 ]

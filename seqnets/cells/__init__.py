@@ -1,9 +1,28 @@
 """Recurrent cells: each a `Cell` of pure functions (init, initial_carry, project, step, apply)."""
 
 from seqnets.cells import initializers
-from seqnets.cells.base import Cell, make_cell
+from seqnets.cells.base import Cell, Linear, make_cell, make_linear_cell
 from seqnets.cells.elman import elman, irnn
 from seqnets.cells.gru import gru
+from seqnets.cells.lru import lru
 from seqnets.cells.lstm import layer_norm_lstm, lstm
+from seqnets.cells.min_gru import min_gru
+from seqnets.cells.min_lstm import min_lstm
+from seqnets.cells.rg_lru import rg_lru
 
-__all__ = ["Cell", "elman", "gru", "initializers", "irnn", "layer_norm_lstm", "lstm", "make_cell"]
+__all__ = [
+    "Cell",
+    "Linear",
+    "elman",
+    "gru",
+    "initializers",
+    "irnn",
+    "layer_norm_lstm",
+    "lru",
+    "lstm",
+    "make_cell",
+    "make_linear_cell",
+    "min_gru",
+    "min_lstm",
+    "rg_lru",
+]

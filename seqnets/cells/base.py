@@ -10,6 +10,16 @@ A step of every seqnets cell splits in two:
   elementwise gate math, the only work left inside the scan.
 
 ``apply`` composes the two for a single step on a raw input.
+
+A cell whose carry update is linear in the carry,
+
+    h_t = a_t * h_{t-1} + b_t          (elementwise; a_t, b_t from the projected x_t only)
+    y_t = readout(h_t, projected_t),
+
+says so with a `Linear` in its ``linear`` field (build it with `make_linear_cell`). The
+runner may then evaluate the recurrence in another order than step by step: chunked or
+with an associative scan (`seqnets.sequence.linear`). Its ``step`` is built from the same
+two functions, so every order computes the same recurrence.
 """
 
 from __future__ import annotations
@@ -26,6 +36,22 @@ from seqnets.backend import fuse_small_matmul
 from seqnets.types import Array, Carry, Initializer, Params  # noqa: F401  (re-exported)
 
 
+class Linear(NamedTuple):
+    """A carry update that is linear in the carry: ``h_t = a_t * h_{t-1} + b_t`` (elementwise).
+
+    Attributes:
+      coefficients: ``(params, projected) -> (a, b)``; ``projected`` is
+        ``(..., projection_size)``, ``a`` and ``b`` are each ``(..., state_size)`` with the
+        carry's dtype (float32, or complex64 for the LRU).
+      readout: ``(params, h, projected) -> y``; ``h`` is ``(..., state_size)`` (the carry
+        after the step), ``projected`` the same step's projected input, ``y`` is
+        ``(..., hidden_size)`` float32.
+    """
+
+    coefficients: Callable[[Params, Array], tuple[Array, Array]]
+    readout: Callable[[Params, Array, Array], Array]
+
+
 class Cell(NamedTuple):
     """A recurrent cell as pure functions; build one with `seqnets.lstm`, `gru` or `elman`.
 
@@ -40,6 +66,8 @@ class Cell(NamedTuple):
         ``x_t: (batch, input_size)``, the same as ``step(params, carry, project(params, x_t))``.
       hidden_size: the width of ``h``.
       name: ``"lstm"``, ``"gru"``, ``"elman"`` or a name of your own.
+      linear: a `Linear` when the carry update is linear in the carry (then the carry is
+        one array ``(batch, state_size)`` and ``initial_carry`` gives zeros), else None.
     """
 
     init: Callable[[Array, int], Params]
@@ -49,6 +77,7 @@ class Cell(NamedTuple):
     apply: Callable[[Params, Carry, Array], tuple[Carry, Array]]
     hidden_size: int
     name: str
+    linear: Linear | None = None
 
 
 def make_cell(
@@ -59,10 +88,13 @@ def make_cell(
     step: Callable[[Params, Carry, Array], tuple[Carry, Array]],
     hidden_size: int,
     name: str,
+    linear: Linear | None = None,
 ) -> Cell:
     """Builds a `Cell` whose ``apply`` is ``step`` after ``project``.
 
     Use it to write a cell of your own that `seqnets.scan` and `seqnets.stack` can run.
+    A cell whose update is linear in the carry should use `make_linear_cell` instead,
+    which builds ``step`` and ``linear`` from the same two functions.
     """
 
     def apply(params: Params, carry: Carry, x_t: Array) -> tuple[Carry, Array]:
@@ -76,7 +108,67 @@ def make_cell(
         check_params(init, params, x_t.shape[-1], where=f"{name}.apply")
         return step(params, carry, projected)
 
-    return Cell(init, initial_carry, project, step, apply, hidden_size, name)
+    return Cell(init, initial_carry, project, step, apply, hidden_size, name, linear)
+
+
+def make_linear_cell(
+    *,
+    init: Callable[[Array, int], Params],
+    project: Callable[[Params, Array], Array],
+    coefficients: Callable[[Params, Array], tuple[Array, Array]],
+    readout: Callable[[Params, Array, Array], Array],
+    state_size: int,
+    hidden_size: int,
+    name: str,
+    carry_dtype: Any = jnp.float32,
+) -> Cell:
+    """Builds a `Cell` whose carry update is linear in the carry.
+
+    The carry is one array ``(batch, state_size)`` of ``carry_dtype``, zeros at the start,
+    and the step is, by construction::
+
+        a, b = coefficients(params, projected_t)
+        h = a * h + b
+        return h, readout(params, h, projected_t)
+
+    so `seqnets.scan` may evaluate the same recurrence in any of its modes
+    (``"sequential"``, ``"chunked"``, ``"parallel"``). ``coefficients`` and ``readout``
+    must act elementwise over any leading axes: the runner calls them on
+    ``(time, batch, ...)`` arrays at once.
+
+    Args:
+      init: ``(key, input_size) -> params``.
+      project: ``(params, x (..., input_size)) -> (..., projection_size)`` float32.
+      coefficients: ``(params, projected) -> (a, b)``, each ``(..., state_size)``.
+      readout: ``(params, h (..., state_size), projected) -> (..., hidden_size)`` float32.
+      state_size: width of the carry.
+      hidden_size: width of the outputs.
+      name: the cell's name.
+      carry_dtype: the carry's dtype (``jnp.complex64`` for a complex diagonal state).
+
+    Returns:
+      A `Cell` with ``linear`` set.
+    """
+    if not isinstance(state_size, int) or isinstance(state_size, bool) or state_size < 1:
+        raise ValueError(f"state_size must be a positive int; got {state_size!r}.")
+
+    def initial_carry(batch_size: int) -> Array:
+        return jnp.zeros((batch_size, state_size), carry_dtype)
+
+    def step(params: Params, h: Array, projected: Array) -> tuple[Array, Array]:
+        a, b = coefficients(params, projected)
+        h = a * h + b
+        return h, readout(params, h, projected)
+
+    return make_cell(
+        init=init,
+        initial_carry=initial_carry,
+        project=project,
+        step=step,
+        hidden_size=hidden_size,
+        name=name,
+        linear=Linear(coefficients, readout),
+    )
 
 
 def check_hidden_size(hidden_size: int) -> None:
@@ -84,9 +176,9 @@ def check_hidden_size(hidden_size: int) -> None:
         raise ValueError(f"hidden_size must be a positive int; got {hidden_size!r}.")
 
 
-def check_input(params: Params, x: Array, where: str) -> None:
-    """Raises ValueError when ``x``'s last axis does not match ``params['w_x']``."""
-    expected = params["w_x"].shape[0]
+def check_input(params: Params, x: Array, where: str, kernel: str = "w_x") -> None:
+    """Raises ValueError when ``x``'s last axis does not match ``params[kernel]``'s rows."""
+    expected = params[kernel].shape[0]
     if jnp.ndim(x) < 1 or jnp.shape(x)[-1] != expected:
         raise ValueError(
             f"{where}: input size mismatch: the parameters expect inputs of shape "

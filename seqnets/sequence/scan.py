@@ -4,6 +4,11 @@ The input projection of every time step can be computed before the loop, as one
 ``(time * batch, input) @ (input, gates * hidden)`` matmul, so that the loop body keeps
 only ``h @ W_h`` and the gate math: the layer-level trick behind cuDNN's RNN speed. It is
 the default on accelerators; on the CPU, only for small buffers (see ``hoist``).
+
+A cell that is linear in its carry (``cell.linear``, e.g. `seqnets.min_gru`) can also run
+in ``"chunked"`` or ``"parallel"`` mode (`seqnets.sequence.linear`). ``checkpoint=k``
+splits time into blocks of ``k`` steps and keeps only the carry between blocks for the
+backward pass, which recomputes each block: memory ``O(T / k + k)`` instead of ``O(T)``.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import numpy as np
 
 from seqnets.backend import resolve_hoist
 from seqnets.cells.base import Cell, check_carry, project_checked
+from seqnets.sequence.linear import ScanMode, linear_scan, resolve_mode
 from seqnets.types import Array, Carry, Params
 from seqnets.varying import vary_like
 
@@ -36,6 +42,9 @@ def scan(
     time_major: bool = False,
     unroll: int | bool = 1,
     hoist: bool | None = None,
+    mode: str | ScanMode = "auto",
+    chunk_size: int | None = None,
+    checkpoint: int | None = None,
 ) -> tuple[Carry, Array]:
     """Runs ``cell`` over the time axis of ``xs``.
 
@@ -65,6 +74,17 @@ def scan(
       hoist: True computes the input projection of all steps before the loop, as one
         large matmul; False projects each step's input inside the loop, as Flax and Haiku
         do; None (default) picks for the platform (`seqnets.backend.resolve_hoist`).
+        Linear cells in every mode always project all steps at once.
+      mode: how to evaluate the recurrence: ``"sequential"`` (one ``lax.scan`` step per
+        time step), ``"chunked"`` or ``"parallel"`` (linear cells only, see
+        `seqnets.sequence.linear`), or ``"auto"`` (`seqnets.sequence.linear.resolve_mode`
+        picks). Every mode gives the same result up to float32 rounding.
+      chunk_size: the chunk length of the chunked mode; ``ceil(sqrt(time))`` when None.
+      checkpoint: None, or a block length ``k``: the backward pass recomputes the forward
+        pass of each block of ``k`` steps from the carry saved at its start, so that a
+        training step stores ``O(time / k)`` carries and one block's intermediates
+        instead of every step's. Works with every cell and mode; the gradients are the
+        same. ``time`` need not be a multiple of ``k``.
 
     Returns:
       ``(carry, ys)``: the final carry, same structure as the initial one, and the hidden
@@ -72,8 +92,9 @@ def scan(
 
     Raises:
       ValueError: when ``xs`` is not rank 3, its last axis does not match the parameters,
-        the carry does not match the batch, or ``lengths``/``resets`` have the wrong shape,
-        dtype or (when concrete) values.
+        the carry does not match the batch, ``lengths``/``resets`` have the wrong shape,
+        dtype or (when concrete) values, ``mode`` is unknown or needs a linear cell, or
+        ``checkpoint`` is not a positive int.
     """
     xs = _check_xs(xs, time_major)
     # Abstract evaluation only: lets the cell reject the input in the caller's own layout.
@@ -97,18 +118,75 @@ def scan(
     if resets is not None:
         inputs["reset"] = _step_resets(_check_resets(resets, batch, time, time_major),
                                        inputs.get("valid"), reverse)
-    inputs["x"] = cell.project(params, xs) if hoist else xs
+    inputs["x"] = xs
     # Inside shard_map the inputs vary across devices: the carry must vary the same way,
     # and the parameters are cast once here rather than at every use inside the loop.
-    carry, initial, params = vary_like((carry, initial, params), inputs["x"])
+    carry, initial, params = vary_like((carry, initial, params), xs)
+    state = sum(leaf.shape[-1] for leaf in jax.tree.leaves(initial))
+    resolved = resolve_mode(mode, cell, time, batch, state)
 
-    step = _cell_step(cell, params, hoist)
-    if "reset" in inputs:
-        step = _with_resets(step, initial)
-    if "valid" in inputs:
-        step = _with_lengths(step)
-    carry, ys = jax.lax.scan(step, carry, inputs, reverse=reverse, unroll=unroll)
+    def run(carry: Carry, inputs: dict[str, Array]) -> tuple[Carry, Array]:
+        """The whole sequence, or one checkpointed block of it."""
+        if cell.linear is not None:
+            return linear_scan(
+                cell, params, inputs["x"], carry, valid=inputs.get("valid"),
+                reset=inputs.get("reset"), mode=resolved, chunk_size=chunk_size,
+                reverse=reverse, unroll=unroll,
+            )
+        if hoist:
+            inputs = {**inputs, "x": cell.project(params, inputs["x"])}
+        step = _cell_step(cell, params, hoist)
+        if "reset" in inputs:
+            step = _with_resets(step, initial)
+        if "valid" in inputs:
+            step = _with_lengths(step)
+        return jax.lax.scan(step, carry, inputs, reverse=reverse, unroll=unroll)
+
+    if checkpoint is None:
+        carry, ys = run(carry, inputs)
+    else:
+        carry, ys = _checkpointed(run, carry, inputs, _check_checkpoint(checkpoint), reverse)
     return carry, (ys if time_major else jnp.swapaxes(ys, 0, 1))
+
+
+def _checkpointed(
+    run: Callable[[Carry, dict[str, Array]], tuple[Carry, Array]],
+    carry: Carry,
+    inputs: dict[str, Array],
+    block: int,
+    reverse: bool,
+) -> tuple[Carry, Array]:
+    """``run`` over blocks of ``block`` steps, rematerialised in the backward pass.
+
+    An outer ``lax.scan`` over ``ceil(time / block)`` blocks carries the carry; each
+    block's ``run`` is wrapped in ``jax.checkpoint``, so the backward pass keeps only the
+    carry at each block's start and recomputes the block. Padding steps at the end are
+    frozen (``valid`` False), so they change neither the carry nor the kept outputs.
+    """
+    time, batch = inputs["x"].shape[:2]
+    if time == 0:
+        return run(carry, inputs)
+    blocks = -(-time // block)
+    pad = blocks * block - time
+    if pad:
+        valid = inputs.get("valid", jnp.ones((time, batch), bool))
+        inputs = {
+            **{k: jnp.concatenate([v, jnp.zeros_like(v[:1]).repeat(pad, 0)]) for k, v in
+               inputs.items()},
+            "valid": jnp.concatenate([valid, jnp.zeros((pad, batch), bool)]),
+        }
+    blocked = jax.tree.map(lambda v: v.reshape(blocks, block, *v.shape[1:]), inputs)
+    carry, ys = jax.lax.scan(jax.checkpoint(run), carry, blocked, reverse=reverse)
+    return carry, ys.reshape(blocks * block, *ys.shape[2:])[:time]
+
+
+def _check_checkpoint(checkpoint: int) -> int:
+    if not isinstance(checkpoint, int) or isinstance(checkpoint, bool) or checkpoint < 1:
+        raise ValueError(
+            "seqnets.scan: checkpoint must be None or a positive int (the block length in "
+            f"steps); got {checkpoint!r}."
+        )
+    return checkpoint
 
 
 def _cell_step(cell: Cell, params: Params, hoisted: bool) -> Step:

@@ -30,7 +30,8 @@ class Stack(NamedTuple):
       init: ``(key, input_size) -> params``, a list with one dict per layer.
       initial_carry: ``(batch_size) -> carry``, a list with one dict per layer.
       apply: ``(params, xs, *, carry=None, lengths=None, resets=None, key=None,
-        time_major=False, unroll=1, hoist=None) -> (carry, ys)``; ``xs (batch, time, input_size)``,
+        time_major=False, unroll=1, hoist=None, mode="auto", chunk_size=None,
+        checkpoint=None) -> (carry, ys)``; ``xs (batch, time, input_size)``,
         ``ys (batch, time, output_size)``. Dropout runs between layers only when ``key``
         is given.
       cells: the cell of each layer.
@@ -116,6 +117,9 @@ def stack(
         time_major: bool = False,
         unroll: int | bool = 1,
         hoist: bool | None = None,
+        mode: str = "auto",
+        chunk_size: int | None = None,
+        checkpoint: int | None = None,
     ) -> tuple[StackCarry, Array]:
         if len(params) != len(cells):
             raise ValueError(f"params has {len(params)} layers; the stack has {len(cells)}.")
@@ -145,6 +149,9 @@ def stack(
                     time_major=time_major,
                     unroll=unroll,
                     hoist=hoist,
+                    mode=mode,
+                    chunk_size=chunk_size,
+                    checkpoint=checkpoint,
                 )
                 outputs.append(ys)
             new_carry.append(layer_carry)
