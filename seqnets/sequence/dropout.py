@@ -17,6 +17,10 @@ Gal's recurrent dropout; the memory cell ``c`` is never dropped (dropping it mak
 cell forget). For the GRU the masked ``h`` also enters the interpolation
 ``z * h``. ``leaves="all"`` masks every leaf of any carry pytree instead. The carry a
 scan returns is never masked, so the state that crosses windows is the true one.
+
+The wrapped cell is a classic `Cell` (its step masks, then calls the cell's step): a
+linear cell (``min_gru``, ``lru``, ...) under recurrent dropout runs step by step, in
+scan's sequential mode, not through the parallel or chunked kernels.
 """
 
 from __future__ import annotations
