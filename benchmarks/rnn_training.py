@@ -169,7 +169,7 @@ def seqnets_classifier(w: Workload, cell: Callable[[int], sn.Cell] = sn.lstm, de
     def loss_fn(params, batch, key):
         x, y = batch
         _, ys = model.apply(params["rnn"], x, **scan_options)
-        return softmax_cross_entropy(models.head(params, sn.final_outputs(ys, stack=model)), y), {}
+        return softmax_cross_entropy(models.head(params, sn.final_outputs(ys)), y), {}
 
     optimizer = optax.adam(1e-3)
     state = create_train_state(params, optimizer, jax.random.key(1))
@@ -536,11 +536,12 @@ def main(argv: Sequence[str] | None = None) -> dict:
             report["slopes"][workload] = found
         for run in records:
             print("\n".join(run_table(run)) + "\n", flush=True)
-    report["load_end"] = os.getloadavg()[0]
-    report["goals"] = goal_results(report)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "latest.json").write_text(json.dumps(report, indent=2) + "\n")
-    (args.out / "latest.md").write_text(to_markdown(report) + "\n")
+        # Written after every workload, so that a run stopped early keeps what it measured.
+        report["load_end"] = os.getloadavg()[0]
+        report["goals"] = goal_results(report)
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "latest.json").write_text(json.dumps(report, indent=2) + "\n")
+        (args.out / "latest.md").write_text(to_markdown(report) + "\n")
     print(f"wrote {args.out / 'latest.json'} and latest.md")
     return report
 
