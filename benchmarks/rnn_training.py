@@ -67,6 +67,7 @@ from seqnets.training.tbptt import make_epoch_step, make_window_step, split_wind
 RESULTS = Path(__file__).resolve().parent / "results"
 MIN_TIMED_CALLS = 20  # per competitor and workload: each figure is a median over at least this many
 PAUSE_SECONDS = 0.2
+NOISY_LOAD = 1.0  # load average per core above which a run's goal verdicts are marked noisy
 NUM_CLASSES = 10
 D_TIMES = (784, 4096, 16384)
 # The linear cells of issue 12 and the scan modes workload D times for each; a cell joins
@@ -469,14 +470,18 @@ def to_markdown(report: dict) -> str:
                          + " | ".join(_mib(r["peak_bytes"]) for r in rows) + " |")
         lines.append("")
     results = report["goals"]
+    noisy = max(report["load_start"], report["load_end"]) > NOISY_LOAD * (os.cpu_count() or 1)
     if results:
-        lines += ["**Goals** (ratios from this run)", "",
+        lines += ["**Goals** (ratios from this run)"
+                  + (f"; **the machine was shared (load average above {NOISY_LOAD:g} per core): "
+                     "no verdict below is evidence**" if noisy else ""), "",
                   "| workload | ratio (ids) | measured | goal | |", "|---|---|---|---|---|"]
         for g in results:
             where = g["workload"] + (f" T={g['time']:,}" if g["time"] else "")
             measured = "" if g["ratio"] is None else f"{g['ratio']:.2f}x"
             verdict = ("met" if g["met"] else "not met") if g["ratio"] is not None \
                 else f"not measured: {g['why']}"
+            verdict += " (noisy run)" if noisy and g["ratio"] is not None else ""
             lines.append(f"| {where} | {g['ours']} / {g['theirs']} | {measured} | "
                          f">= {g['least']:g}x | {verdict} |")
         lines.append("")
