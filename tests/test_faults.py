@@ -395,3 +395,26 @@ def test_restoring_into_another_model_moves_nothing_aside(tmp_path):
     assert ckpt.all_steps() == [1] and not ckpt.aside_directory.exists()
     assert int(ckpt.restore(state_of(4)).step) == 1
     ckpt.close()
+
+
+def test_a_checkpoint_saved_under_another_device_count_restores(tmp_path):
+    """Not damage: a run saved on 2 devices restores in this 8-device process, in place."""
+    script = (
+        "import jax, jax.numpy as jnp, optax, sys\n"
+        "jax.config.update('jax_num_cpu_devices', 2)\n"
+        "from seqnets.parallel import data_mesh, replicate\n"
+        "from seqnets.training import Checkpointer, create_train_state\n"
+        "s = create_train_state({'w': jnp.arange(12.0).reshape(3, 4)}, optax.adam(1e-3),"
+        " jax.random.key(0))\n"
+        "Checkpointer(sys.argv[1], save_every=1).save(replicate(s, data_mesh(2)), force=True)\n"
+    )
+    subprocess.run([sys.executable, "-c", script, str(tmp_path / "ckpt")], cwd=ROOT, check=True,
+                   capture_output=True, timeout=300)
+    import optax
+
+    like = create_train_state({"w": jnp.zeros((3, 4))}, optax.adam(1e-3), jax.random.key(0))
+    ckpt = Checkpointer(tmp_path / "ckpt", save_every=1)
+    state = ckpt.restore(like)
+    ckpt.close()
+    np.testing.assert_array_equal(state.params["w"], np.arange(12.0).reshape(3, 4))
+    assert not (tmp_path / "ckpt.corrupt").exists()

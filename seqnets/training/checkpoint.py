@@ -202,7 +202,13 @@ class Checkpointer:
     def _restore_verified(self, like: TrainState, step: int) -> TrainState:
         step_dir = Path(self.directory) / str(step)
         expected = _to_saveable(like)
-        abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), x.dtype), expected)
+        # An explicit one-device target: without it orbax refuses a checkpoint saved under
+        # another device count ("Topology mismatch"), which is no damage. The caller
+        # places the state where it wants it afterwards (e.g. seqnets.parallel.replicate).
+        device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+        abstract = jax.tree.map(
+            lambda x: jax.ShapeDtypeStruct(np.shape(x), x.dtype, sharding=device), expected
+        )
         damaged = _manifest_problems(step_dir)
         if damaged:
             raise CheckpointError(f"step {step} is damaged: {damaged}")
