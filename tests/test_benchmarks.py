@@ -46,7 +46,9 @@ def test_b_is_a_at_another_shape():
     assert rt.registry("B") is rt.registry("A")  # so running A's registry covers B's
 
 
-@pytest.mark.parametrize("workload", "ACD")
+# A (which covers B) and D compile a dozen programs each: about 20 s apiece.
+@pytest.mark.parametrize("workload", [pytest.param("A", marks=pytest.mark.slow), "C",
+                                      pytest.param("D", marks=pytest.mark.slow)])
 def test_every_competitor_trains_on_the_same_arrays(workload):
     records = []
     for w in tiny(workload):
@@ -83,7 +85,11 @@ def test_every_competitor_trains_on_the_same_arrays(workload):
     results = rt.goal_results(report)
     assert {(g["ours"], g["theirs"]) for g in results} == {
         (g.ours, g.theirs) for g in rt.goals() if g.workload == workload}
+    times = {r["time"] for r in records}
     for g in results:
+        if g["time"] is not None and g["time"] not in times:  # a full-size goal, tiny run
+            assert g["ratio"] is None and g["why"].startswith("T = "), g
+            continue
         assert (g["ratio"] is None) == (not HAVE_TORCH and "pytorch" in g["theirs"]), g
 
 

@@ -281,6 +281,7 @@ def test_padded_steps_get_exactly_zero_finite_gradients_with_nan_padding(linear_
             assert np.all(np.asarray(ys)[np.asarray(padded[..., 0])] == 0)
 
 
+@pytest.mark.slow  # about 50 s; the shorter generation tests run by default
 def test_min_gru_and_lru_equal_generation_at_4096_steps():
     for name in ("min_gru", "lru"):
         cell, params, xs, carry = setup(name, batch=2, time=4096)

