@@ -97,8 +97,10 @@ def flip_bit_in_largest_array_file(step_dir: Path) -> Path:
     return path
 
 
+# The flipped bit runs with -m slow: the two damages orbax itself meets are the default's.
 @pytest.mark.parametrize("damage", [overwrite_sharding, truncate_data_file,
-                                    flip_bit_in_largest_array_file])
+                                    pytest.param(flip_bit_in_largest_array_file,
+                                                 marks=pytest.mark.slow)])
 def test_resume_falls_back_from_a_damaged_newest_checkpoint(tmp_path, straight, damage):
     """The issue's reproductions: --resume restores step 40, moves 46 aside, and ends with
     the parameters of the uninterrupted run (which equal step 40 restored and continued)."""
@@ -249,6 +251,7 @@ def test_read_only_checkpoint_directory(tmp_path, mounts):
     assert (workdir / "config.json").exists()
 
 
+@pytest.mark.slow  # a third failed-write cause; the full disk and read-only mount run by default
 def test_a_file_where_the_checkpoint_directory_must_be(tmp_path):
     """Root ignores permission bits; a file in the way is what it still cannot write past."""
     workdir = tmp_path / "run"
