@@ -46,9 +46,10 @@ def test_b_is_a_at_another_shape():
     assert rt.registry("B") is rt.registry("A")  # so running A's registry covers B's
 
 
-# A (which covers B) and D compile a dozen programs each: about 20 s apiece.
-@pytest.mark.parametrize("workload", [pytest.param("A", marks=pytest.mark.slow), "C",
-                                      pytest.param("D", marks=pytest.mark.slow)])
+# Each workload compiles up to a dozen programs: 10-20 s apiece, so they run with -m slow;
+# the echo data and the goals' ids are checked by default (the tests below and above).
+@pytest.mark.slow
+@pytest.mark.parametrize("workload", "ACD")
 def test_every_competitor_trains_on_the_same_arrays(workload):
     records = []
     for w in tiny(workload):

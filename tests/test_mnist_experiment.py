@@ -102,6 +102,7 @@ def test_killed_run_resumes_to_the_same_parameters(tmp_path):
     assert epochs == [1, 2]
 
 
+@pytest.mark.slow  # test_faults.py refuses --resume --seed 1 on a smaller run by default
 def test_resume_with_another_config_is_refused(tmp_path):
     run("--smoke", "--workdir", str(tmp_path))
     proc = run("--smoke", "--workdir", str(tmp_path), "--resume", "--hidden-size", "64",
