@@ -316,6 +316,7 @@ def test_auto_mode_follows_the_measured_rule():
     assert linear.resolve_mode(ScanMode.PARALLEL, cell, 5, 1, 1) is ScanMode.PARALLEL
 
 
+@pytest.mark.slow  # about 45 s: two cells, every mode, both directions
 def test_inside_a_bidirectional_stack():
     model = sn.stack([LINEAR_CELLS["lru"], LINEAR_CELLS["min_gru"]], bidirectional=True)
     params = model.init(jax.random.key(0), F)

@@ -5,6 +5,7 @@ import json
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 import seqnets as sn
 from experiments import pixel_mnist
@@ -42,6 +43,7 @@ def test_the_model_reads_784_steps_of_one_pixel_in_the_chosen_order():
         pixel_mnist.Config(hidden_size=8, num_layers=1), model, params, moved, None), rtol=1e-6)
 
 
+@pytest.mark.slow  # about 25 s: 784-step programs to compile
 def test_tiny_residual_run_learns_and_writes_its_outputs(tmp_path):
     config = pixel_mnist.Config(workdir=str(tmp_path), **TINY)
     results = pixel_mnist.train_and_evaluate(config, tmp_path)
