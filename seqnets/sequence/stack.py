@@ -158,12 +158,8 @@ def stack(
             xs = outputs[0] if len(outputs) == 1 else jnp.concatenate(outputs, feature_axis)
             if key is not None and dropout > 0.0 and layer < len(cells) - 1:
                 key, dropout_key = jax.random.split(key)
-                if variational:
-                    xs = apply_dropout(dropout_key, xs, dropout, variational=True,
-                                       time_axis=0 if time_major else 1)
-                else:
-                    keep = jax.random.bernoulli(dropout_key, 1.0 - dropout, xs.shape)
-                    xs = jnp.where(keep, xs / (1.0 - dropout), 0.0)
+                xs = apply_dropout(dropout_key, xs, dropout, variational=variational,
+                                   time_axis=0 if time_major else 1)
         return new_carry, xs
 
     return Stack(
