@@ -55,7 +55,7 @@ class Residual(NamedTuple):
 
 def residual_init(model: Residual, key: jax.Array, input_size: int, num_classes: int) -> dict:
     """Parameters of a `Residual` model: encoder, blocks, final norm and head."""
-    dense = jax.nn.initializers.lecun_normal()
+    lecun = jax.nn.initializers.lecun_normal()
     W, M = model.width, model.mlp_factor * model.width
     keys = jax.random.split(key, model.num_layers + 2)
     blocks = []
@@ -63,15 +63,21 @@ def residual_init(model: Residual, key: jax.Array, input_size: int, num_classes:
         k_rnn, k_gate, k_up, k_down = jax.random.split(k, 4)
         blocks.append({
             "norm_rnn": jnp.ones((W,)), "rnn": model.cell.init(k_rnn, W),
-            "norm_mlp": jnp.ones((W,)), "gate": dense(k_gate, (W, M)), "up": dense(k_up, (W, M)),
-            "down": dense(k_down, (M, W)) / jnp.sqrt(2.0 * model.num_layers),
+            "norm_mlp": jnp.ones((W,)), "gate": lecun(k_gate, (W, M)), "up": lecun(k_up, (W, M)),
+            "down": lecun(k_down, (M, W)) / jnp.sqrt(2.0 * model.num_layers),
         })
     return {
-        "encoder": {"w": dense(keys[-2], (input_size, W)), "b": jnp.zeros((W,))},
+        "encoder": {"w": lecun(keys[-2], (input_size, W)), "b": jnp.zeros((W,))},
         "blocks": blocks,
         "norm": jnp.ones((W,)),
-        "head": {"w": dense(keys[-1], (W, num_classes)), "b": jnp.zeros((num_classes,))},
+        "head": {"w": lecun(keys[-1], (W, num_classes)), "b": jnp.zeros((num_classes,))},
     }
+
+
+def dense(x: jax.Array, w: jax.Array) -> jax.Array:
+    """``x (..., k) @ w (k, n)`` -> ``(..., n)``, as one 2-D matmul over the flattened leading
+    axes (XLA:CPU runs a dot with several leading axes, and its gradient, far slower)."""
+    return (x.reshape(-1, x.shape[-1]) @ w).reshape(*x.shape[:-1], w.shape[-1])
 
 
 def rms_norm(x: jax.Array, scale: jax.Array, eps: float = 1e-6) -> jax.Array:
@@ -81,12 +87,12 @@ def rms_norm(x: jax.Array, scale: jax.Array, eps: float = 1e-6) -> jax.Array:
 
 def residual_logits(model: Residual, params: dict, xs: jax.Array) -> jax.Array:
     """Logits ``(batch, num_classes)`` of ``xs (batch, time, input_size)``."""
-    x = xs @ params["encoder"]["w"] + params["encoder"]["b"]
+    x = dense(xs, params["encoder"]["w"]) + params["encoder"]["b"]
     for block in params["blocks"]:
         h = rms_norm(x, block["norm_rnn"])
         _, y = sn.scan(model.cell, block["rnn"], h, mode=model.mode, chunk_size=model.chunk_size)
         x = x + y
         h = rms_norm(x, block["norm_mlp"])
-        x = x + (jax.nn.gelu(h @ block["gate"]) * (h @ block["up"])) @ block["down"]
+        x = x + dense(jax.nn.gelu(dense(h, block["gate"])) * dense(h, block["up"]), block["down"])
     features = jnp.mean(rms_norm(x, params["norm"]), axis=1)
     return head(params, features)

@@ -72,6 +72,7 @@ def generate(cell, params, xs, *, carry=None, lengths=None, resets=None, reverse
     lengths = np.full((batch,), time) if lengths is None else np.asarray(lengths)
     resets = np.zeros((batch, time), bool) if resets is None else np.asarray(resets)
     step = _generation_step(cell)
+    xs = np.asarray(xs)  # a NumPy slice per step, not a dispatched device op
     ys = [None] * time
     for t in (range(time - 1, -1, -1) if reverse else range(time)):
         # A reset marks the start of an episode; the reversed run meets it one step later.

@@ -296,7 +296,10 @@ def matmul(x: Array, w: Array, dtype: Any) -> Array:
         # Products of two bf16 (or f16) numbers are exact in float32, as in the dot.
         products = x.astype(jnp.float32)[..., :, None] * w.astype(jnp.float32)
         return jnp.sum(products, axis=-2)
-    return jnp.matmul(x, w, preferred_element_type=jnp.float32)
+    # One 2-D dot over the flattened leading axes: XLA:CPU runs a dot with several batch-like
+    # leading axes, and its gradient, as slower kernels with transposes.
+    out = jnp.matmul(x.reshape(-1, x.shape[-1]), w, preferred_element_type=jnp.float32)
+    return out.reshape(*x.shape[:-1], w.shape[-1])
 
 
 def input_projection(name: str, dtype: Any) -> Callable[[Params, Array], Array]:
