@@ -26,8 +26,10 @@ projected training time of the config's epochs at each speed.
 from __future__ import annotations
 
 import argparse
+import datetime
 import functools
 import json
+import os
 from pathlib import Path
 
 import jax
@@ -226,14 +228,18 @@ def main(argv: list[str] | None = None) -> dict:
     preset = ptb.PRESETS[args.config]
     w = Workload("PTB", ptb.BATCH_SIZE, preset["num_steps"], preset["hidden_size"],
                  preset["hidden_size"], unit="windows/s", windows=args.windows)
+    load_start = os.getloadavg()[0]
     rows, skipped = measure(w, competitors(args.torch_threads), args.rounds, args.steps)
     tokens_per_window = w.batch * w.time
     epoch_tokens = (len(load_ptb().train) - 1) // (w.batch * w.time) * w.batch * w.time
-    report = {"config": args.config, "jax": jax.__version__,
+    report = {"config": args.config, "date": datetime.date.today().isoformat(),
+              "load_start": load_start, "load_end": os.getloadavg()[0], "jax": jax.__version__,
               "device": jax.devices()[0].device_kind, "windows_per_call": args.windows,
               "rounds": args.rounds, "skipped": skipped, "rows": {}, "ratios": {}}
     print(f"PTB {args.config}: batch {w.batch}, {w.time} steps, 2 x LSTM {w.hidden}, "
-          f"{args.windows} windows per call, {args.rounds} rounds; jax {jax.__version__}")
+          f"{args.windows} windows per call, {args.rounds} rounds; jax {jax.__version__}; "
+          f"load average {report['load_start']:.2f} at the start, {report['load_end']:.2f} "
+          "at the end (above 2 on 2 cores: not a quiet run)")
     for cid, row in rows.items():
         tokens = row.per_second * tokens_per_window
         hours = preset["epochs"] * epoch_tokens / tokens / 3600

@@ -360,11 +360,17 @@ def goals() -> list[Goal]:
 
 
 def run_workload(workload: str, shapes: Sequence[Workload], rounds: int, steps: int,
-                 pause: float = PAUSE_SECONDS) -> list[dict]:
-    """Measures every shape of ``workload``; one JSON-ready record per shape."""
+                 pause: float = PAUSE_SECONDS, only: Sequence[str] = ()) -> list[dict]:
+    """Measures every shape of ``workload``; one JSON-ready record per shape.
+
+    ``only``: the competitor ids to run (default: all of the workload's registry); the
+    workload's reference ids (`REFERENCES`, the ratio columns' divisors) always run.
+    """
+    keep = set(only) | set(REFERENCES[workload])
+    competitors = [c for c in registry(workload) if not only or c.id in keep]
     records = []
     for w in shapes:
-        rows, skipped = measure(w, registry(workload), rounds, steps, pause=pause,
+        rows, skipped = measure(w, competitors, rounds, steps, pause=pause,
                                 memory=workload == "D")
         gflops = ({i: lstm_flops(w) * r.per_second / w.batch / 1e9 for i, r in rows.items()}
                   if workload in ("A", "B") else {})
@@ -402,6 +408,8 @@ def goal_results(report: dict) -> list[dict]:
         else:
             run = runs[0]
             missing = [run["skipped"][i] for i in (goal.ours, goal.theirs) if i in run["skipped"]]
+            missing += [f"{i} was not in this run (--only)" for i in (goal.ours, goal.theirs)
+                        if i not in run["rows"] and i not in run["skipped"]]
             if missing:
                 result["why"] = "; ".join(missing)
             else:
@@ -511,9 +519,14 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--d-times", nargs="+", type=int, default=list(D_TIMES),
                         help="the sequence lengths of workload D")
     parser.add_argument("--torch-threads", type=int, default=2)
+    parser.add_argument("--only", nargs="+", default=[], metavar="ID",
+                        help="run only these competitor ids (e.g. seqnets_lstm pytorch min_gru_auto)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     check_goals(goals(), {k: registry(k) for k in "ABCD"})
+    known = {c.id for k in args.workloads for c in registry(k)}
+    if unknown := sorted(set(args.only) - known):
+        parser.error(f"--only: unknown competitor ids {unknown}; the workloads' ids: {sorted(known)}")
     try:
         import torch
 
@@ -535,7 +548,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     steps = max(args.steps, -(-MIN_TIMED_CALLS // args.rounds))
     shapes = workloads(args.d_times)
     for workload in args.workloads:
-        records = run_workload(workload, shapes[workload], args.rounds, steps)
+        records = run_workload(workload, shapes[workload], args.rounds, steps, only=args.only)
         report["runs"] += records
         if found := slopes(records):
             report["slopes"][workload] = found
