@@ -60,7 +60,7 @@ def config_of(w: Workload) -> ptb.Config:
 def text_windows(batch: int, steps: int, windows: int) -> tuple[np.ndarray, np.ndarray]:
     """The first ``windows`` windows of the training text's streams: ``(windows, batch, steps)``
     int32 inputs and targets."""
-    train = load_ptb().train[: batch * steps * windows + 1]
+    train = load_ptb().train[: batch * (steps * windows + 1)]  # each stream needs one extra target
     x, y = lm_streams(train, batch, steps)
     return tuple(np.asarray(a) for a in split_windows((x, y), steps))  # type: ignore[return-value]
 
@@ -239,7 +239,7 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"PTB {args.config}: batch {w.batch}, {w.time} steps, 2 x LSTM {w.hidden}, "
           f"{args.windows} windows per call, {args.rounds} rounds; jax {jax.__version__}; "
           f"load average {report['load_start']:.2f} at the start, {report['load_end']:.2f} "
-          "at the end (above 2 on 2 cores: not a quiet run)")
+          f"at the end{' (above 2 on 2 cores: not a quiet run)' if report['load_end'] > 2 else ''}")
     for cid, row in rows.items():
         tokens = row.per_second * tokens_per_window
         hours = preset["epochs"] * epoch_tokens / tokens / 3600
