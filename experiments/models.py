@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 
 import seqnets as sn
+from seqnets.cells.base import flat_matmul
 
 CELLS = {"lstm": sn.lstm, "gru": sn.gru, "elman": sn.elman, "min_gru": sn.min_gru,
          "min_lstm": sn.min_lstm, "lru": sn.lru, "rg_lru": sn.rg_lru}
@@ -74,12 +75,6 @@ def residual_init(model: Residual, key: jax.Array, input_size: int, num_classes:
     }
 
 
-def dense(x: jax.Array, w: jax.Array) -> jax.Array:
-    """``x (..., k) @ w (k, n)`` -> ``(..., n)``, as one 2-D matmul over the flattened leading
-    axes (XLA:CPU runs a dot with several leading axes, and its gradient, far slower)."""
-    return (x.reshape(-1, x.shape[-1]) @ w).reshape(*x.shape[:-1], w.shape[-1])
-
-
 def rms_norm(x: jax.Array, scale: jax.Array, eps: float = 1e-6) -> jax.Array:
     """``x / rms(x) * scale`` over the last axis."""
     return x * jax.lax.rsqrt(jnp.mean(x * x, axis=-1, keepdims=True) + eps) * scale
@@ -87,12 +82,13 @@ def rms_norm(x: jax.Array, scale: jax.Array, eps: float = 1e-6) -> jax.Array:
 
 def residual_logits(model: Residual, params: dict, xs: jax.Array) -> jax.Array:
     """Logits ``(batch, num_classes)`` of ``xs (batch, time, input_size)``."""
-    x = dense(xs, params["encoder"]["w"]) + params["encoder"]["b"]
+    x = flat_matmul(xs, params["encoder"]["w"]) + params["encoder"]["b"]
     for block in params["blocks"]:
         h = rms_norm(x, block["norm_rnn"])
         _, y = sn.scan(model.cell, block["rnn"], h, mode=model.mode, chunk_size=model.chunk_size)
         x = x + y
         h = rms_norm(x, block["norm_mlp"])
-        x = x + dense(jax.nn.gelu(dense(h, block["gate"])) * dense(h, block["up"]), block["down"])
+        gated = jax.nn.gelu(flat_matmul(h, block["gate"])) * flat_matmul(h, block["up"])
+        x = x + flat_matmul(gated, block["down"])
     features = jnp.mean(rms_norm(x, params["norm"]), axis=1)
     return head(params, features)

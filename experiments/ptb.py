@@ -61,7 +61,7 @@ from tqdm import tqdm
 
 import seqnets as sn
 from experiments import cli, reporting
-from experiments.models import dense
+from seqnets.cells.base import flat_matmul
 from seqnets.cpu import tune_allocator
 from seqnets.data import load_ptb
 from seqnets.data.ptb import EOS, decode, lm_streams
@@ -234,7 +234,7 @@ def softmax_weights(params: dict) -> jax.Array:
 
 def logits_fn(params: dict, features: jax.Array) -> jax.Array:
     """``features (..., H)`` -> logits ``(..., V)``."""
-    return dense(features, softmax_weights(params)) + params["softmax"]["b"]
+    return flat_matmul(features, softmax_weights(params)) + params["softmax"]["b"]
 
 
 def forward(config: Config, model: sn.Stack, params: dict, carry, x: jax.Array,

@@ -296,9 +296,17 @@ def matmul(x: Array, w: Array, dtype: Any) -> Array:
         # Products of two bf16 (or f16) numbers are exact in float32, as in the dot.
         products = x.astype(jnp.float32)[..., :, None] * w.astype(jnp.float32)
         return jnp.sum(products, axis=-2)
-    # One 2-D dot over the flattened leading axes: XLA:CPU runs a dot with several batch-like
-    # leading axes, and its gradient, as slower kernels with transposes.
-    out = jnp.matmul(x.reshape(-1, x.shape[-1]), w, preferred_element_type=jnp.float32)
+    return flat_matmul(x, w, preferred_element_type=jnp.float32)
+
+
+def flat_matmul(x: Array, w: Array, **kwargs: Any) -> Array:
+    """``x (..., k) @ w (k, n)`` -> ``(..., n)`` as one 2-D matmul over the flattened leading
+    axes; ``kwargs`` go to `jax.numpy.matmul`.
+
+    XLA:CPU runs a dot with several batch-like leading axes, and its gradient, as slower
+    kernels with transposes.
+    """
+    out = jnp.matmul(x.reshape(-1, x.shape[-1]), w, **kwargs)
     return out.reshape(*x.shape[:-1], w.shape[-1])
 
 
