@@ -38,6 +38,7 @@ import numpy as np
 import optax
 
 from benchmarks.harness import Competitor, Goal, Workload, measure
+from benchmarks.rnn_training import JaxEpoch, JaxWindowLoop
 from experiments import ptb
 from seqnets.cpu import tune_allocator
 from seqnets.data import load_ptb
@@ -65,34 +66,19 @@ def text_windows(batch: int, steps: int, windows: int) -> tuple[np.ndarray, np.n
     return tuple(np.asarray(a) for a in split_windows((x, y), steps))  # type: ignore[return-value]
 
 
-class Seqnets:
+def seqnets_ptb(w: Workload, fused: bool) -> JaxEpoch | JaxWindowLoop:
     """`experiments.ptb`'s model, loss and optimizer; fused (one call) or one call per window."""
-
-    def __init__(self, w: Workload, fused: bool):
-        config = config_of(w)
-        model = ptb.make_model(config)
-        optimizer = ptb.make_optimizer(config, windows_per_epoch=w.windows)
-        loss_fn = ptb.make_loss_fn(config, model)
-        self.state = ptb.initial_state(config, model, optimizer)
-        self.carry = model.initial_carry(w.batch)
-        self.windows = tuple(map(jnp.asarray, text_windows(w.batch, w.time, w.windows)))
-        self.fused = fused
-        self.step = (make_epoch_step if fused else make_window_step)(loss_fn, optimizer)
-        self.per_window = [tuple(a[k] for a in self.windows) for k in range(w.windows)]
-
-    def __call__(self) -> None:
-        if self.fused:
-            self.state, self.carry, _ = self.step(self.state, self.carry, self.windows)
-        else:
-            for window in self.per_window:
-                self.state, self.carry, _ = self.step(self.state, self.carry, window)
-        jax.block_until_ready(self.state.params)
-
-    def first_batch(self) -> tuple[np.ndarray, ...]:
-        return tuple(np.asarray(a[0]) for a in self.windows)
-
-    def peak_memory(self) -> tuple[int | None, str]:
-        return None, "not measured for this workload"
+    config = config_of(w)
+    model = ptb.make_model(config)
+    optimizer = ptb.make_optimizer(config, windows_per_epoch=w.windows)
+    loss_fn = ptb.make_loss_fn(config, model)
+    state = ptb.initial_state(config, model, optimizer)
+    carry = model.initial_carry(w.batch)
+    windows = tuple(map(jnp.asarray, text_windows(w.batch, w.time, w.windows)))
+    if fused:
+        return JaxEpoch(make_epoch_step(loss_fn, optimizer), state, carry, windows)
+    per_window = [tuple(a[k] for a in windows) for k in range(w.windows)]
+    return JaxWindowLoop(make_window_step(loss_fn, optimizer), state, carry, per_window)
 
 
 class Torch:
@@ -206,9 +192,9 @@ class Flax:
 def competitors(torch_threads: int) -> list[Competitor]:
     return [
         Competitor("seqnets_fused", "seqnets fused TBPTT epoch (experiments.ptb)",
-                   functools.partial(Seqnets, fused=True)),
+                   functools.partial(seqnets_ptb, fused=True)),
         Competitor("seqnets_window", "seqnets per-window jit",
-                   functools.partial(Seqnets, fused=False)),
+                   functools.partial(seqnets_ptb, fused=False)),
         Competitor("torch", "PyTorch nn.LSTM word model", functools.partial(Torch,
                    threads=torch_threads), requires="torch"),
         Competitor("flax", "Flax nn.RNN(OptimizedLSTMCell)", Flax, requires="flax"),
