@@ -284,10 +284,17 @@ def _best_devices() -> int:
 
 
 def linear_competitors() -> list[Competitor]:
-    """Every scan mode of every linear cell seqnets has (none before issue 12 lands)."""
-    return [Competitor(f"{cell}_{mode}", f"seqnets {cell} mode={mode}",
-                       partial(seqnets_classifier, cell=getattr(sn, cell), mode=mode))
-            for cell in LINEAR_CELLS if hasattr(sn, cell) for mode in LINEAR_MODES]
+    """Every scan mode of every linear cell seqnets has (none before issue 12 lands), and
+    the default cell's best settings: mode auto, the batch split over one device per core."""
+    found = [Competitor(f"{cell}_{mode}", f"seqnets {cell} mode={mode}",
+                        partial(seqnets_classifier, cell=getattr(sn, cell), mode=mode))
+             for cell in LINEAR_CELLS if hasattr(sn, cell) for mode in LINEAR_MODES]
+    if hasattr(sn, DEFAULT_LINEAR_CELL):
+        cell = getattr(sn, DEFAULT_LINEAR_CELL)
+        found.append(Competitor(f"{DEFAULT_LINEAR_CELL}_best",
+                                f"seqnets {DEFAULT_LINEAR_CELL} mode=auto, one device per core",
+                                lambda w: seqnets_classifier(w, cell=cell, devices=_best_devices())))
+    return found
 
 
 # Workloads A and B: the same competitors at two shapes.
@@ -334,7 +341,8 @@ SETTINGS = {
          "parallel over one CPU device per core (shard_map step).",
     "C": "Default settings: fused epoch (make_epoch_step: lax.scan over windows), scan defaults. "
          "Best settings: fused epoch with the window's 15 steps unrolled (unroll=True).",
-    "D": "seqnets on one device with scan defaults; linear cells in each scan mode.",
+    "D": "seqnets on one device with scan defaults; linear cells in each scan mode; the "
+         "default linear cell also data parallel over one CPU device per core (best).",
 }
 SETTINGS["B"] = SETTINGS["A"]
 
@@ -352,7 +360,8 @@ def goals() -> list[Goal]:
         Goal("C", "seqnets_default", "flax_window_loop", 1.0),
     ]
     if hasattr(sn, DEFAULT_LINEAR_CELL):  # issue 12: the default linear cell, 10x nn.LSTM
-        found.append(Goal("D", f"{DEFAULT_LINEAR_CELL}_auto", "pytorch", 10.0, time=784))
+        found += [Goal("D", f"{DEFAULT_LINEAR_CELL}_{settings}", "pytorch", 10.0, time=784)
+                  for settings in ("auto", "best")]
     return found
 
 
@@ -458,7 +467,8 @@ def to_markdown(report: dict) -> str:
              f"at the end. Command: `{report['command']}`.", ""]
     for run in report["runs"]:
         lines += [f"**{run['workload']}** ({run['unit']}; batch {run['batch']}, {run['time']:,} "
-                  f"steps, hidden {run['hidden']}; at least {MIN_TIMED_CALLS} timed calls each). "
+                  f"steps, hidden {run['hidden']}; at least "
+                  f"{report.get('min_calls', MIN_TIMED_CALLS)} timed calls each). "
                   f"{SETTINGS[run['workload']]}", "", *run_table(run), ""]
     for workload, per_id in report["slopes"].items():
         runs = [r for r in report["runs"] if r["workload"] == workload]
@@ -514,8 +524,11 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--workloads", nargs="+", default=["A", "B", "C"], choices=list("ABCD"))
     parser.add_argument("--rounds", type=int, default=4, help="interleaved rounds")
     parser.add_argument("--steps", type=int, default=6,
-                        help=f"timed calls per round; at least {MIN_TIMED_CALLS} in all, "
+                        help="timed calls per round; at least --min-calls in all, "
                              "whatever --rounds")
+    parser.add_argument("--min-calls", type=int, default=MIN_TIMED_CALLS,
+                        help="the fewest timed calls per competitor and shape; fewer than "
+                             f"{MIN_TIMED_CALLS} only for steps that take seconds (D at 16,384)")
     parser.add_argument("--d-times", nargs="+", type=int, default=list(D_TIMES),
                         help="the sequence lengths of workload D")
     parser.add_argument("--torch-threads", type=int, default=2)
@@ -523,6 +536,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
                         help="run only these competitor ids (e.g. seqnets_lstm pytorch min_gru_auto)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
+    if args.min_calls < 1:
+        parser.error(f"--min-calls must be at least 1; got {args.min_calls}")
     check_goals(goals(), {k: registry(k) for k in "ABCD"})
     known = {c.id for k in args.workloads for c in registry(k)}
     if unknown := sorted(set(args.only) - known):
@@ -545,16 +560,16 @@ def main(argv: Sequence[str] | None = None) -> dict:
             for k, v in vars(args).items() if k != "out"),
         "ceiling_gflops": matmul_ceiling(), "runs": [], "slopes": {},
     }
-    steps = max(args.steps, -(-MIN_TIMED_CALLS // args.rounds))
+    report["min_calls"] = args.min_calls
+    steps = max(args.steps, -(-args.min_calls // args.rounds))
     shapes = workloads(args.d_times)
-    for workload in args.workloads:
-        records = run_workload(workload, shapes[workload], args.rounds, steps, only=args.only)
-        report["runs"] += records
-        if found := slopes(records):
+    for workload, shape in ((k, w) for k in args.workloads for w in shapes[k]):
+        [run] = run_workload(workload, [shape], args.rounds, steps, only=args.only)
+        report["runs"].append(run)
+        if found := slopes([r for r in report["runs"] if r["workload"] == workload]):
             report["slopes"][workload] = found
-        for run in records:
-            print("\n".join(run_table(run)) + "\n", flush=True)
-        # Written after every workload, so that a run stopped early keeps what it measured.
+        print("\n".join(run_table(run)) + "\n", flush=True)
+        # Written after every shape, so that a run stopped early keeps what it measured.
         report["load_end"] = os.getloadavg()[0]
         report["goals"] = goal_results(report)
         args.out.mkdir(parents=True, exist_ok=True)

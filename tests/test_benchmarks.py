@@ -127,3 +127,4 @@ def test_linear_competitors_follow_seqnets():
     for cell in rt.LINEAR_CELLS:
         for mode in rt.LINEAR_MODES:
             assert (f"{cell}_{mode}" in ids) == hasattr(sn, cell)
+    assert (f"{rt.DEFAULT_LINEAR_CELL}_best" in ids) == hasattr(sn, rt.DEFAULT_LINEAR_CELL)

@@ -41,8 +41,9 @@ class Linear(NamedTuple):
 
     Attributes:
       coefficients: ``(params, projected) -> (a, b)``; ``projected`` is
-        ``(..., projection_size)``, ``a`` and ``b`` are each ``(..., state_size)`` with the
-        carry's dtype (float32, or complex64 for the LRU).
+        ``(..., projection_size)``, ``b`` is ``(..., state_size)`` with the carry's dtype
+        (float32, or complex64 for the LRU) and ``a`` has that shape or one that broadcasts
+        to it: ``(state_size,)`` for a decay that does not depend on the input.
       readout: ``(params, h, projected) -> y``; ``h`` is ``(..., state_size)`` (the carry
         after the step), ``projected`` the same step's projected input, ``y`` is
         ``(..., hidden_size)`` float32.
@@ -139,7 +140,9 @@ def make_linear_cell(
     Args:
       init: ``(key, input_size) -> params``.
       project: ``(params, x (..., input_size)) -> (..., projection_size)`` float32.
-      coefficients: ``(params, projected) -> (a, b)``, each ``(..., state_size)``.
+      coefficients: ``(params, projected) -> (a, b)``: ``b`` is ``(..., state_size)``,
+        ``a`` the same or a shape that broadcasts to it (``(state_size,)`` for a constant
+        decay, which the sequential mode then does not materialise over time).
       readout: ``(params, h (..., state_size), projected) -> (..., hidden_size)`` float32.
       state_size: width of the carry.
       hidden_size: width of the outputs.

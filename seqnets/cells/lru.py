@@ -8,9 +8,9 @@ A complex diagonal linear recurrence with an exponential parametrisation:
     h_t = lambda * h_{t-1} + gamma * (x_t B)                    B = B_re + i B_im, (I, N)
     y_t = Re(h_t C) + D x_t                                     C = C_re + i C_im, (N, H)
 
-so ``a_t = lambda`` (the same at every step) and ``b_t = gamma * (x_t B)``. The carry is
-complex64 ``(batch, N)``; ``project`` returns the real float32 ``[Re(xB) | Im(xB) | D x]``,
-``(..., 2N + H)``, and the outputs are real.
+so ``a_t = lambda``, the same at every step (``coefficients`` returns it as ``(N,)``), and
+``b_t = gamma * (x_t B)``. The carry is complex64 ``(batch, N)``; ``project`` returns the
+real float32 ``[Re(xB) | Im(xB) | D x]``, ``(..., 2N + H)``, and the outputs are real.
 
 Initialisation (the paper's "ring" init): ``|lambda|`` uniform on the ring between
 ``r_min`` and ``r_max`` (area-uniform: ``|lambda|^2`` uniform in ``[r_min^2, r_max^2]``),
@@ -115,7 +115,7 @@ def lru(
             jax.lax.complex(-jnp.exp(params["nu_log"]), jnp.exp(params["theta_log"]))
         )
         b = jax.lax.complex(gamma * re, gamma * im)
-        return jnp.broadcast_to(lam, b.shape), b
+        return lam, b  # (N,): the same at every step, broadcast by the runner
 
     def readout(params: Params, h: Array, projected: Array) -> Array:
         skip = projected[..., 2 * N :]

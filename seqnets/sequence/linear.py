@@ -116,8 +116,11 @@ def linear_recurrence(
     """Every state of ``h_t = a_t * h_{t-1} + b_t``, from ``h_{-1} = h0``.
 
     Args:
-      a: ``(time, batch, state)`` (any trailing axes), float or complex.
-      b: the same shape as ``a``.
+      a: ``(time, batch, state)`` (any trailing axes), float or complex, or any shape that
+        broadcasts to ``b``'s. An ``a`` without its own time axis (``(state,)``, say, for a
+        decay that is the same at every step) is not materialised over time by the
+        sequential mode: its scan reads it as a constant.
+      b: ``(time, batch, state)``, the shape of the result.
       h0: ``(batch, state)``, the state before the first step.
       mode: a `ScanMode` or its value (not ``"auto"``: see `resolve_mode`).
       chunk_size: the chunk length C of the chunked mode; `default_chunk_size` when None.
@@ -132,14 +135,19 @@ def linear_recurrence(
     """
     mode = ScanMode(mode) if isinstance(mode, str) else mode
     dtype = jnp.result_type(a, b, h0)
-    a, b, h0 = a.astype(dtype), b.astype(dtype), jnp.asarray(h0, dtype)
-    if a.shape != b.shape or a.shape[1:] != h0.shape:
+    a, b, h0 = jnp.asarray(a, dtype), jnp.asarray(b, dtype), jnp.asarray(h0, dtype)
+    if b.shape[1:] != h0.shape or not _broadcasts(a.shape, b.shape):
         raise ValueError(
-            f"linear_recurrence: a and b must both be (time, *h0.shape) = "
-            f"(time, {', '.join(map(str, h0.shape))}); got a {a.shape}, b {b.shape}."
+            f"linear_recurrence: b must be (time, *h0.shape) = "
+            f"(time, {', '.join(map(str, h0.shape))}) and a that shape or one that "
+            f"broadcasts to it; got a {a.shape}, b {b.shape}."
         )
-    if a.shape[0] == 0:
+    if b.shape[0] == 0:
         return b
+    constant = a.ndim < b.ndim or a.shape[0] == 1  # the same a at every step
+    if constant and mode is ScanMode.SEQUENTIAL:
+        return _sequential_constant(a[0] if a.ndim == b.ndim else a, b, h0, reverse, unroll)
+    a = jnp.broadcast_to(a, b.shape)
     if mode is ScanMode.SEQUENTIAL:
         return _sequential(a, b, h0, reverse, unroll)
     if mode is ScanMode.PARALLEL:
@@ -157,6 +165,25 @@ def _sequential(a: Array, b: Array, h0: Array, reverse: bool, unroll: int | bool
         return h, h
 
     return jax.lax.scan(body, h0, (a, b), reverse=reverse, unroll=unroll)[1]
+
+
+def _sequential_constant(
+    a: Array, b: Array, h0: Array, reverse: bool, unroll: int | bool
+) -> Array:
+    # a is a constant of the scan: its gradient is summed in the backward scan's carry
+    # instead of being stored for every step.
+    def body(h: Array, b_t: Array) -> tuple[Array, Array]:
+        h = a * h + b_t
+        return h, h
+
+    return jax.lax.scan(body, h0, b, reverse=reverse, unroll=unroll)[1]
+
+
+def _broadcasts(shape: tuple[int, ...], to: tuple[int, ...]) -> bool:
+    try:
+        return jnp.broadcast_shapes(shape, to) == to
+    except ValueError:
+        return False
 
 
 def _combine(first: tuple[Array, Array], second: tuple[Array, Array]) -> tuple[Array, Array]:
