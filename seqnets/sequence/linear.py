@@ -224,8 +224,9 @@ def _chunked(a: Array, b: Array, h0: Array, chunk_size: int | None) -> Array:
         h, prod = a_t * h + b_t, a_t * prod
         return (h, prod), (h, prod)
 
-    # *_like, not jnp.zeros: inside shard_map the start must vary like the inputs.
-    zeros, ones = jnp.zeros_like(a_c[0]), jnp.ones_like(a_c[0])
+    # *_like, not jnp.zeros: inside shard_map the start must vary like the inputs, and b
+    # does (a may not: the LRU's constant decay comes from the parameters alone).
+    zeros, ones = jnp.zeros_like(b_c[0]), jnp.ones_like(b_c[0])
     (h_end, a_end), (h_local, a_cum) = jax.lax.scan(local, (zeros, ones), (a_c, b_c))
 
     def across(h: Array, ends: tuple[Array, Array]):
