@@ -144,12 +144,9 @@ def linear_recurrence(
         )
     if b.shape[0] == 0:
         return b
-    constant = a.ndim < b.ndim or a.shape[0] == 1  # the same a at every step
-    if constant and mode is ScanMode.SEQUENTIAL:
-        return _sequential_constant(a[0] if a.ndim == b.ndim else a, b, h0, reverse, unroll)
-    a = jnp.broadcast_to(a, b.shape)
     if mode is ScanMode.SEQUENTIAL:
         return _sequential(a, b, h0, reverse, unroll)
+    a = jnp.broadcast_to(a, b.shape)
     if mode is ScanMode.PARALLEL:
         return _parallel(a, b, h0, reverse)
     if mode is ScanMode.CHUNKED:
@@ -160,23 +157,19 @@ def linear_recurrence(
 
 
 def _sequential(a: Array, b: Array, h0: Array, reverse: bool, unroll: int | bool) -> Array:
-    def body(h: Array, ab: tuple[Array, Array]) -> tuple[Array, Array]:
-        h = ab[0] * h + ab[1]
+    # An a that is the same at every step is a constant of the scan, not one of its inputs:
+    # it is never broadcast over time, and its gradient is summed in the backward scan's
+    # carry instead of being stored for every step.
+    constant = a.ndim < b.ndim or a.shape[0] == 1
+    a_const = (a[0] if a.ndim == b.ndim else a) if constant else None
+
+    def body(h: Array, step: Array | tuple[Array, Array]) -> tuple[Array, Array]:
+        a_t, b_t = (a_const, step) if constant else step
+        h = a_t * h + b_t
         return h, h
 
-    return jax.lax.scan(body, h0, (a, b), reverse=reverse, unroll=unroll)[1]
-
-
-def _sequential_constant(
-    a: Array, b: Array, h0: Array, reverse: bool, unroll: int | bool
-) -> Array:
-    # a is a constant of the scan: its gradient is summed in the backward scan's carry
-    # instead of being stored for every step.
-    def body(h: Array, b_t: Array) -> tuple[Array, Array]:
-        h = a * h + b_t
-        return h, h
-
-    return jax.lax.scan(body, h0, b, reverse=reverse, unroll=unroll)[1]
+    xs = b if constant else (a, b)
+    return jax.lax.scan(body, h0, xs, reverse=reverse, unroll=unroll)[1]
 
 
 def _broadcasts(shape: tuple[int, ...], to: tuple[int, ...]) -> bool:
