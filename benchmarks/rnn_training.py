@@ -557,7 +557,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         "load_start": os.getloadavg()[0],
         "command": "python -m benchmarks.rnn_training " + " ".join(
             f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
-            for k, v in vars(args).items() if k != "out"),
+            for k, v in vars(args).items() if k != "out" and v != []),
         "ceiling_gflops": matmul_ceiling(), "runs": [], "slopes": {},
     }
     report["min_calls"] = args.min_calls

@@ -43,8 +43,8 @@ def test_the_model_reads_784_steps_of_one_pixel_in_the_chosen_order():
         pixel_mnist.Config(hidden_size=8, num_layers=1), model, params, moved, None), rtol=1e-6)
 
 
-@pytest.mark.slow  # about 25 s: 784-step programs to compile
 def test_tiny_residual_run_learns_and_writes_its_outputs(tmp_path):
+    """The smoke version of the full run below: 96 images, 2 epochs, the real pipeline."""
     config = pixel_mnist.Config(workdir=str(tmp_path), **TINY)
     results = pixel_mnist.train_and_evaluate(config, tmp_path)
     records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
@@ -62,3 +62,18 @@ def test_a_classic_cell_runs_as_a_plain_stack():
     params = pixel_mnist.init_params(model, jax.random.key(0))
     images = jnp.zeros((2, 28, 28), jnp.uint8)
     assert pixel_mnist.logits_fn(config, model, params, images, None).shape == (2, 10)
+
+
+@pytest.mark.slow
+def test_full_default_run_reaches_96_percent(tmp_path):
+    """``python -m experiments.pixel_mnist`` with its defaults (about an hour on 2 cores).
+
+    The one full run measured here (seed 0, 2026-11-25) reached 96.55 % (docs/pixel_mnist.md);
+    the issue's 98.5 % is out of reach in four epochs. The bound leaves half a point for a
+    machine whose float32 rounding differs, which after 3,748 Adam steps gives another
+    trajectory (the spread over such trajectories was not measured); a broken model or
+    schedule costs far more.
+    """
+    config = pixel_mnist.Config(progress=False, workdir=str(tmp_path))
+    results = pixel_mnist.train_and_evaluate(config, tmp_path)
+    assert results["test_examples"] == 10_000 and results["test_accuracy"] >= 0.96

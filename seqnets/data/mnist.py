@@ -261,7 +261,11 @@ def write_idx(path: str | os.PathLike, array: np.ndarray) -> None:
     data = struct.pack(">I", 0x0800 | array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
     data += array.tobytes()
     path = Path(path)
-    path.write_bytes(gzip.compress(data, mtime=0) if path.suffix == ".gz" else data)
+    if path.suffix == ".gz":
+        # Level 6, gzip's own default: Python's default, 9, is about 15x slower on the
+        # training images for a file 2 % smaller.
+        data = gzip.compress(data, compresslevel=6, mtime=0)
+    path.write_bytes(data)
 
 
 # --- TensorFlow Datasets --------------------------------------------------------------

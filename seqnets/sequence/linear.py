@@ -57,7 +57,8 @@ def resolve_mode(
     For a linear cell, ``"auto"`` picks SEQUENTIAL on the CPU: in one interleaved run on
     the project's 2-core CPU (minGRU, batch 64, width 128, train steps at T = 16, 64, 256
     and 784; LRU at 784), the sequential scan was the fastest at every T, 1.4-2.4x the
-    chunked and 1.1-1.9x the parallel mode (docs/benchmarks.md). At that width each step
+    chunked and 1.1-1.9x the parallel mode, and again in workload D at T = 784, 4,096 and
+    16,384, for minGRU and the LRU (docs/benchmarks.md). At that width each step
     is enough work that the loop's per-iteration cost does not dominate, and the other
     modes do more arithmetic and move more memory. On accelerators it picks PARALLEL,
     whose ``O(log T)`` depth suits them; that choice is not measured here (no device).
