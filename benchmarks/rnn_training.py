@@ -368,25 +368,22 @@ def goals() -> list[Goal]:
 # --- the run and its report ---------------------------------------------------------------
 
 
-def run_workload(workload: str, shapes: Sequence[Workload], rounds: int, steps: int,
-                 pause: float = PAUSE_SECONDS, only: Sequence[str] = ()) -> list[dict]:
-    """Measures every shape of ``workload``; one JSON-ready record per shape.
+def run_shape(w: Workload, rounds: int, steps: int, pause: float = PAUSE_SECONDS,
+              only: Sequence[str] = ()) -> dict:
+    """Measures one shape of workload ``w.key``: its JSON-ready record.
 
     ``only``: the competitor ids to run (default: all of the workload's registry); the
     workload's reference ids (`REFERENCES`, the ratio columns' divisors) always run.
     """
+    workload = w.key
     keep = set(only) | set(REFERENCES[workload])
     competitors = [c for c in registry(workload) if not only or c.id in keep]
-    records = []
-    for w in shapes:
-        rows, skipped = measure(w, competitors, rounds, steps, pause=pause,
-                                memory=workload == "D")
-        gflops = ({i: lstm_flops(w) * r.per_second / w.batch / 1e9 for i, r in rows.items()}
-                  if workload in ("A", "B") else {})
-        records.append({"workload": workload, **dataclasses.asdict(w),
-                        "rows": {i: dataclasses.asdict(r) for i, r in rows.items()},
-                        "gflops": gflops, "skipped": skipped})
-    return records
+    rows, skipped = measure(w, competitors, rounds, steps, pause=pause, memory=workload == "D")
+    gflops = ({i: lstm_flops(w) * r.per_second / w.batch / 1e9 for i, r in rows.items()}
+              if workload in ("A", "B") else {})
+    return {"workload": workload, **dataclasses.asdict(w),
+            "rows": {i: dataclasses.asdict(r) for i, r in rows.items()},
+            "gflops": gflops, "skipped": skipped}
 
 
 def slopes(records: list[dict]) -> dict[str, dict[str, float]]:
@@ -564,7 +561,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     steps = max(args.steps, -(-args.min_calls // args.rounds))
     shapes = workloads(args.d_times)
     for workload, shape in ((k, w) for k in args.workloads for w in shapes[k]):
-        [run] = run_workload(workload, [shape], args.rounds, steps, only=args.only)
+        run = run_shape(shape, args.rounds, steps, only=args.only)
         report["runs"].append(run)
         if found := slopes([r for r in report["runs"] if r["workload"] == workload]):
             report["slopes"][workload] = found
