@@ -1,14 +1,19 @@
 """Kernels grouped by recurrence family, and the registry that picks one.
 
-Each family lives in ``seqnets/ops/<family>/``, after flash-linear-attention's
-``fla/ops/<model>/``: a step-by-step ``naive.py`` reference written from the paper's
-equations (the tests compare every kernel with it), the kernels (``sequential.py``,
-``chunked.py``, ``parallel.py``) behind one signature, and an ``__init__.py`` that
-registers them with `seqnets.ops.registry` and exposes the family's public op. Every
-kernel returns its outputs and its final state.
+Each family lives in ``seqnets/ops/<family>/`` (or one module when it is small), after
+flash-linear-attention's ``fla/ops/<model>/``: a step-by-step ``naive.py`` reference
+written from the paper's equations (the tests compare every kernel with it), the kernels
+(``sequential.py``, ``chunked.py``, ``parallel.py``) behind one signature, and an
+``__init__.py`` that registers them with `seqnets.ops.registry` and exposes the family's
+public op. Every kernel returns its outputs and its final state.
+
+Families: ``nonlinear`` (`seqnets.ops.nonlinear`: the classic cells, step by step) and
+``diagonal`` (`seqnets.ops.diagonal`: ``h_t = a_t * h_{t-1} + b_t``). The mask contract
+that every family shares is `seqnets.ops.masks`.
 """
 
-from seqnets.ops import registry
+from seqnets.ops import diagonal, masks, nonlinear, registry
+from seqnets.ops.diagonal import linear_recurrence
 from seqnets.ops.registry import ScanMode
 
-__all__ = ["ScanMode", "registry"]
+__all__ = ["ScanMode", "diagonal", "linear_recurrence", "masks", "nonlinear", "registry"]

@@ -2,7 +2,9 @@
 
 Each layer is a whole-sequence `scan`, so every layer's input projection can be hoisted
 out of its time loop. Parameters and carries are lists with one dict per layer,
-``{"forward": ...}`` or ``{"forward": ..., "backward": ...}``.
+``{"forward": ...}`` or ``{"forward": ..., "backward": ...}``. A unidirectional stack is
+itself a core, as Haiku's ``DeepRNN`` is: ``stack.step`` runs one time step through every
+layer, for sampling one token at a time.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from seqnets.cells.base import Array, Cell, check_params
+from seqnets.cells.base import Array, Cell, cell_constructor, check_params
 from seqnets.sequence.dropout import dropout as apply_dropout
 from seqnets.sequence.dropout import state_dropout
 from seqnets.sequence.scan import scan
@@ -34,6 +36,9 @@ class Stack(NamedTuple):
         checkpoint=None) -> (carry, ys)``; ``xs (batch, time, input_size)``,
         ``ys (batch, time, output_size)``. Dropout runs between layers only when ``key``
         is given.
+      step: ``(params, carry, x_t) -> (carry, y_t)``: one time step through every layer
+        (unidirectional stacks only), ``x_t (batch, input_size)``, ``y_t (batch,
+        output_size)``; the same as ``apply`` on a sequence of one step, without dropout.
       cells: the cell of each layer.
       bidirectional: whether each layer also runs backward (outputs concatenated).
       dropout: the dropout rate between layers.
@@ -52,8 +57,10 @@ class Stack(NamedTuple):
     output_size: int
     recurrent_dropout: float = 0.0
     variational: bool = False
+    step: Callable[..., tuple[list, Array]] | None = None
 
 
+@cell_constructor
 def stack(
     cells: Cell | Sequence[Cell],
     *,
@@ -78,7 +85,8 @@ def stack(
         every step (Gal & Ghahramani 2016), instead of a fresh mask per step.
 
     Returns:
-      A `Stack`.
+      A `Stack`. Stacks built alike are the same object (a stable ``jax.jit`` static
+      argument), as cells are.
     """
     if isinstance(cells, Cell):
         cells = (cells,) * (1 if num_layers is None else num_layers)
@@ -162,10 +170,38 @@ def stack(
                                    time_axis=0 if time_major else 1)
         return new_carry, xs
 
+    def step(params: StackParams, carry: StackCarry, x_t: Array) -> tuple[StackCarry, Array]:
+        if bidirectional:
+            raise ValueError(
+                "stack.step: a bidirectional stack has no one-step form, since its backward "
+                "direction reads the whole sequence first; run stack.apply on the sequence."
+            )
+        _check_layers(params, carry, len(cells), "stack.step")
+        new_carry = []
+        for layer, cell in enumerate(cells):
+            layer_carry, x_t = cell.apply(params[layer]["forward"], carry[layer]["forward"], x_t)
+            new_carry.append({"forward": layer_carry})
+        return new_carry, x_t
+
     return Stack(
         init, initial_carry, apply, cells, bidirectional, dropout, width * cells[-1].hidden_size,
-        recurrent_dropout, variational,
+        recurrent_dropout, variational, step,
     )
+
+
+def _check_layers(params: Any, carry: Any, layers: int, where: str) -> None:
+    """ValueError unless ``params`` (and ``carry``) are lists with one entry per layer."""
+    for name, value in (("params", params), ("carry", carry)):
+        if value is None:
+            continue
+        if not isinstance(value, list | tuple) or not all(isinstance(v, dict) for v in value):
+            raise ValueError(
+                f"{where}: {name} must be a list with one dict per layer "
+                '({"forward": ...}), as stack.init and stack.initial_carry return; got '
+                f"{type(value).__name__}. A single cell's {name} belongs to cell.apply."
+            )
+        if len(value) != layers:
+            raise ValueError(f"{where}: {name} has {len(value)} layers; the stack has {layers}.")
 
 
 def final_outputs(
