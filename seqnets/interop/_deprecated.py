@@ -30,3 +30,12 @@ def deprecated_alias(old_name: str, new: Callable[[Any, str], Any], cell: str) -
     alias.__doc__ = f"Deprecated: use ``{replacement}``, which gives the same result. Removed in " \
                     f"seqnets {REMOVED_IN}."
     return alias
+
+
+def deprecated_pairs(
+    read: Callable[[Any, str], Any], write: Callable[[Any, str], Any], names: dict[str, str]
+) -> tuple[Callable[[Any], Any], ...]:
+    """The aliases ``{read}_{old}`` and ``{write}_{old}`` for each ``old: cell`` of ``names``,
+    in that order: ``from_flax_lstm, to_flax_lstm, ...`` for ``from_flax, to_flax``."""
+    return tuple(deprecated_alias(f"{new.__name__}_{old}", new, cell)
+                 for old, cell in names.items() for new in (read, write))

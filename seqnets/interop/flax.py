@@ -35,7 +35,7 @@ from typing import Any
 import jax.numpy as jnp
 
 from seqnets.cells.base import Cell
-from seqnets.interop._deprecated import deprecated_alias
+from seqnets.interop._deprecated import deprecated_pairs
 from seqnets.interop.registry import Converter, cell_name, check_cell_params, converter, register
 from seqnets.sequence.stack import Stack
 from seqnets.types import Array
@@ -187,14 +187,10 @@ def to_flax(params: dict[str, Array], cell: Cell | str) -> dict[str, Any]:
     return conv.write(params)
 
 
-from_flax_lstm = deprecated_alias("from_flax_lstm", from_flax, "lstm")
-to_flax_lstm = deprecated_alias("to_flax_lstm", to_flax, "lstm")
-from_flax_gru = deprecated_alias("from_flax_gru", from_flax, "gru")
-to_flax_gru = deprecated_alias("to_flax_gru", to_flax, "gru")
-from_flax_elman = deprecated_alias("from_flax_elman", from_flax, "elman")
-to_flax_elman = deprecated_alias("to_flax_elman", to_flax, "elman")
-from_flax_simple = deprecated_alias("from_flax_simple", from_flax, "elman")
-to_flax_simple = deprecated_alias("to_flax_simple", to_flax, "elman")
+# The names of 0.1.0, deprecated (each call warns with its replacement), removed in 0.2.0.
+(from_flax_lstm, to_flax_lstm, from_flax_gru, to_flax_gru, from_flax_elman, to_flax_elman,
+ from_flax_simple, to_flax_simple) = deprecated_pairs(
+    from_flax, to_flax, {"lstm": "lstm", "gru": "gru", "elman": "elman", "simple": "elman"})
 
 
 def __getattr__(name: str) -> Any:

@@ -43,7 +43,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from seqnets.cells.base import Cell
-from seqnets.interop._deprecated import deprecated_alias
+from seqnets.interop._deprecated import deprecated_pairs
 from seqnets.interop.registry import Converter, cell_name, check_cell_params, converter, register
 from seqnets.sequence.stack import Stack
 from seqnets.types import Array
@@ -284,11 +284,7 @@ def to_torch(params: CellParams | StackParams, model: Cell | Stack | str) -> dic
     return conv.write(params)
 
 
-from_torch_lstm = deprecated_alias("from_torch_lstm", from_torch, "lstm")
-to_torch_lstm = deprecated_alias("to_torch_lstm", to_torch, "lstm")
-from_torch_gru = deprecated_alias("from_torch_gru", from_torch, "gru")
-to_torch_gru = deprecated_alias("to_torch_gru", to_torch, "gru")
-from_torch_elman = deprecated_alias("from_torch_elman", from_torch, "elman")
-to_torch_elman = deprecated_alias("to_torch_elman", to_torch, "elman")
-from_torch_rnn = deprecated_alias("from_torch_rnn", from_torch, "elman")
-to_torch_rnn = deprecated_alias("to_torch_rnn", to_torch, "elman")
+# The names of 0.1.0, deprecated (each call warns with its replacement), removed in 0.2.0.
+(from_torch_lstm, to_torch_lstm, from_torch_gru, to_torch_gru, from_torch_elman, to_torch_elman,
+ from_torch_rnn, to_torch_rnn) = deprecated_pairs(
+    from_torch, to_torch, {"lstm": "lstm", "gru": "gru", "elman": "elman", "rnn": "elman"})
