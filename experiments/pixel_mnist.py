@@ -6,7 +6,7 @@
     python -m experiments.pixel_mnist --smoke           # a quick check on a subset
 
 The default model is a residual stack of linear recurrent blocks (norm, recurrence,
-gated MLP, as in the LRU and Griffin papers; `experiments.models.Residual`) over a
+gated MLP, as in the LRU and Griffin papers: `seqnets.layers.residual_block`) over a
 linear encoder of each pixel, with the time-mean of the last block's output as the
 classifier's features. ``--model stack`` runs a plain `seqnets.stack` of any cell (the
 classic cells' set-up: the head reads the last step). Training, evaluation, outputs,
