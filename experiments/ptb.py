@@ -463,7 +463,7 @@ def plot_perplexity(records: list[dict], path: Path, config: Config) -> None:
 
 def sample_words(config: Config, params: dict, start: int, num_words: int, temperature: float,
                  seed: int) -> np.ndarray:
-    """``num_words`` token ids drawn one at a time with each cell's one-step ``apply``.
+    """``num_words`` token ids drawn one at a time with the stack's one-step ``step``.
 
     The carry starts from zeros and the first input is ``start``; each drawn word is the
     next input. Word ``i`` is drawn from ``softmax(logits / temperature)`` with the key
@@ -486,11 +486,7 @@ def _sampler(config: Config, num_words: int):
         def body(state, i):
             carry, token = state
             x = params["embedding"][token]  # (1, H)
-            new_carry = []
-            for layer, cell in enumerate(model.cells):
-                layer_carry, x = cell.apply(params["rnn"][layer]["forward"],
-                                            carry[layer]["forward"], x)
-                new_carry.append({"forward": layer_carry})
+            new_carry, x = model.step(params["rnn"], carry, x)
             logits = logits_fn(params, x) / temperature
             token = jax.random.categorical(jax.random.fold_in(key, i), logits)  # (1,)
             return (new_carry, token), token[0]

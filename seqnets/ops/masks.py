@@ -27,6 +27,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from seqnets.types import Array, Carry
 
@@ -101,3 +102,25 @@ def zero_padded(xs: Array, valid: Array | None) -> Array:
     if valid is None:
         return xs
     return jnp.where(valid.reshape(valid.shape + (1,) * (xs.ndim - 2)), xs, jnp.zeros_like(xs))
+
+
+def check_lengths(lengths: Array, batch: int, time: int, where: str) -> Array:
+    """``lengths`` as int32 ``(batch,)``; ValueError unless it has that shape, holds
+    integers and (when its values are known, outside a trace) lies in ``[0, time]``."""
+    if not hasattr(lengths, "dtype"):
+        lengths = np.asarray(lengths)
+    if tuple(jnp.shape(lengths)) != (batch,):
+        raise ValueError(
+            f"{where}: lengths must have shape (batch,) = ({batch},); "
+            f"got shape {tuple(jnp.shape(lengths))}."
+        )
+    if not jnp.issubdtype(lengths.dtype, jnp.integer):
+        raise ValueError(f"{where}: lengths must be integers; got dtype {lengths.dtype}.")
+    if not isinstance(lengths, jax.core.Tracer):
+        values = np.asarray(lengths)
+        if values.size and (values.min() < 0 or values.max() > time):
+            raise ValueError(
+                f"{where}: lengths must lie in [0, time] = [0, {time}]; got values in "
+                f"[{values.min()}, {values.max()}]."
+            )
+    return jnp.asarray(lengths, jnp.int32)

@@ -27,7 +27,6 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from seqnets.backend import resolve_hoist
 from seqnets.cells.base import Cell, check_carry, check_positive_int, project_checked
@@ -129,7 +128,7 @@ def scan(
 
     # The mask contract (seqnets.ops.masks), applied once for every family.
     if lengths is not None:
-        lengths = _check_lengths(lengths, batch, time)
+        lengths = masks.check_lengths(lengths, batch, time, "seqnets.scan")
     valid = None if lengths is None else masks.valid_steps(lengths, time)
     reset = None
     if resets is not None:
@@ -241,30 +240,6 @@ def _check_xs(xs: Array, time_major: bool) -> Array:
             "For a single step use cell.apply; for one unbatched sequence add a batch axis."
         )
     return xs
-
-
-def _is_concrete(x: Array) -> bool:
-    return not isinstance(x, jax.core.Tracer)
-
-
-def _check_lengths(lengths: Array, batch: int, time: int) -> Array:
-    if not hasattr(lengths, "dtype"):
-        lengths = np.asarray(lengths)
-    if tuple(jnp.shape(lengths)) != (batch,):
-        raise ValueError(
-            f"seqnets.scan: lengths must have shape (batch,) = ({batch},); "
-            f"got shape {tuple(jnp.shape(lengths))}."
-        )
-    if not jnp.issubdtype(lengths.dtype, jnp.integer):
-        raise ValueError(f"seqnets.scan: lengths must be integers; got dtype {lengths.dtype}.")
-    if _is_concrete(lengths):
-        values = np.asarray(lengths)
-        if values.size and (values.min() < 0 or values.max() > time):
-            raise ValueError(
-                f"seqnets.scan: lengths must lie in [0, time] = [0, {time}]; got values in "
-                f"[{values.min()}, {values.max()}]."
-            )
-    return jnp.asarray(lengths, jnp.int32)
 
 
 def _check_resets(resets: Array, batch: int, time: int, time_major: bool) -> Array:

@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 
 from seqnets.cells.base import Array, Cell, cell_constructor, check_params
+from seqnets.ops.masks import check_lengths
 from seqnets.sequence.dropout import dropout as apply_dropout
 from seqnets.sequence.dropout import state_dropout
 from seqnets.sequence.scan import scan
@@ -225,6 +226,10 @@ def final_outputs(
     Returns:
       ``(batch, features)``: the forward output after each row's last valid step, and for
       a bidirectional stack the backward output at step 0 concatenated after it.
+
+    Raises:
+      ValueError: when ``ys`` is not rank 3, has no steps and no ``lengths``, or
+        ``lengths`` is not int ``(batch,)`` in ``[0, time]``.
     """
     if bidirectional is not None:
         warnings.warn("final_outputs(bidirectional=...) is deprecated: pass stack=, the Stack "
@@ -237,13 +242,22 @@ def final_outputs(
             raise ValueError(f"final_outputs: ys has {ys.shape[-1]} features; the stack "
                              f"outputs {stack.output_size}.")
         bidirectional = stack.bidirectional
-    time = ys.shape[1]
+    if jnp.ndim(ys) != 3:
+        raise ValueError(f"final_outputs: ys must be (batch, time, features); got shape "
+                         f"{jnp.shape(ys)}.")
+    batch, time = ys.shape[:2]
     if lengths is None:
+        if time == 0:
+            raise ValueError("final_outputs: ys has no time steps, so there is no last output; "
+                             "pass lengths (all 0) to get zeros for empty sequences.")
         last = ys[:, time - 1]
     else:
-        index = jnp.clip(jnp.asarray(lengths) - 1, 0, time - 1)
+        lengths = check_lengths(lengths, batch, time, "final_outputs")
+        if time == 0:
+            return jnp.zeros((batch, ys.shape[-1]), ys.dtype)
+        index = jnp.clip(lengths - 1, 0, time - 1)
         last = jnp.take_along_axis(ys, index[:, None, None], axis=1)[:, 0]
-        last = jnp.where((jnp.asarray(lengths) > 0)[:, None], last, 0.0)
+        last = jnp.where((lengths > 0)[:, None], last, 0.0)
     if not bidirectional:
         return last
     half = ys.shape[-1] // 2
