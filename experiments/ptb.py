@@ -70,6 +70,7 @@ from seqnets.data.ptb import EOS, TOKENS, decode, lm_streams
 from seqnets.sequence.dropout import dropout as apply_dropout
 from seqnets.training import (
     Checkpointer,
+    NonFiniteError,
     TrainState,
     check_finite,
     create_train_state,
@@ -278,9 +279,12 @@ def token_nll(logits: jax.Array, y: jax.Array) -> jax.Array:
     return optax.softmax_cross_entropy_with_integer_labels(logits, y)
 
 
+MAX_NLL = 709.0  # math.exp overflows a float above about 709.78
+
+
 def perplexity(nll: float) -> float:
     """``exp(nll)``, or infinity where that overflows a float (a diverged run's loss)."""
-    return math.exp(nll) if nll < 709.0 else math.inf
+    return math.exp(nll) if nll < MAX_NLL else math.inf
 
 
 def make_loss_fn(config: Config, model: sn.Stack):
@@ -451,6 +455,15 @@ def _train_and_evaluate(config: Config, workdir: Path, stop_after_epoch: int | N
         epoch_seconds = time.perf_counter() - epoch_start
         check_finite(state)  # before any figure of a run that skipped an update
         train_nll = float(nll_sum) / windows_per_epoch
+        if not train_nll < MAX_NLL:  # every update finite, but the run has diverged
+            kept = checkpointer.all_steps()
+            raise NonFiniteError(
+                f"epoch {epoch + 1}: the mean train loss is {train_nll:.4g} nats per word, whose "
+                f"perplexity overflows: the run diverged. Lower --learning-rate "
+                f"({config.learning_rate:g}) or --clip-norm ({config.clip_norm:g}). "
+                + (f"The checkpoints of steps {', '.join(map(str, kept))} are intact."
+                   if kept else "No checkpoint was written.")
+            )
         eval_start = time.perf_counter()
         valid_ppl = evaluate(eval_fn, model, state.params, valid_ids, config.eval_window)
         record = {

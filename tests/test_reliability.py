@@ -282,15 +282,21 @@ def test_damaged_run_files_are_named_and_left_alone(tmp_path, straight, capsys, 
     assert listing(workdir) == {**before, ".lock": listing(workdir)[".lock"]}
 
 
-@pytest.mark.slow  # a PTB smoke run; the guard's own tests run by default
-def test_ptb_at_a_huge_learning_rate_ends_with_one_error_line(tmp_path):
-    """It ended in ``OverflowError: math range error`` computing the perplexity."""
-    proc = run("--smoke", "--learning-rate", "1e6", "--workdir", str(tmp_path / "run"),
-               module="ptb")
-    assert proc.returncode in (0, 1), proc.stdout + proc.stderr
-    assert "Traceback" not in proc.stderr
-    if proc.returncode == 1:
-        assert errors(proc)[-1].startswith("error: step ")
+def test_a_diverged_ptb_run_ends_with_one_error_line(tmp_path):
+    """At learning rate 1e6 every update is finite (clipped to norm 5, times 1e6) but the
+    loss grows to millions of nats per word: the run once ended in ``OverflowError: math
+    range error`` computing the perplexity. Now it names the options to lower, and writes
+    no checkpoint and no record of the diverged epoch."""
+    workdir = tmp_path / "run"
+    proc = run("--smoke", "--epochs", "1", "--hidden-size", "16", "--num-steps", "5",
+               "--train-tokens", "2020", "--eval-tokens", "300", "--eval-window", "64",
+               "--learning-rate", "1e6", "--workdir", str(workdir), module="ptb")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    (line,) = errors(proc)
+    assert line.startswith("error: epoch 1: the mean train loss is ") and line.endswith(
+        "nats per word, whose perplexity overflows: the run diverged. Lower --learning-rate "
+        "(1e+06) or --clip-norm (5). No checkpoint was written."), line
+    assert steps(workdir) == [] and (workdir / "metrics.jsonl").read_text() == ""
 
 
 # --- 7. late validation, and 8. nonsense accepted -------------------------------------------
