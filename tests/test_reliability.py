@@ -103,6 +103,21 @@ def test_sigint_saves_and_exits_130_without_a_traceback(tmp_path):
     assert "Traceback" not in done.stderr
 
 
+def test_a_second_signal_stops_at_once_without_saving():
+    """The user insists (Ctrl-C twice): no second save, exit 128 + the signal at once."""
+    code = ("import os, signal, time\nfrom experiments import cli\n"
+            "with cli.stop_on_signals():\n"
+            "    os.kill(os.getpid(), signal.SIGINT)\n"
+            "    assert cli.stop_requested() == signal.SIGINT\n"
+            "    os.kill(os.getpid(), signal.SIGINT)\n"
+            "    time.sleep(60)\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 130, proc.stderr
+    assert errors(proc) == ["error: second SIGINT: stopped without saving; the checkpoints "
+                            "already written are intact."]
+
+
 # --- 2. the guard checks the update -------------------------------------------------------
 
 
