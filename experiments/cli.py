@@ -157,16 +157,23 @@ def run(
         try:
             return train_and_evaluate(config, config.workdir)
         except InterruptedRun as stop:
-            print(stop, file=sys.stderr, flush=True)
-            raise SystemExit(128 + stop.signum) from None
+            exit_now(str(stop), 128 + stop.signum)
         except (CheckpointError, reporting.OutputError, NonFiniteError) as error:
-            print(f"error: {error}", file=sys.stderr)
-            # tensorstore's callbacks of a failed write may still fire during interpreter
-            # shutdown, when the hooks above no longer apply, and print "Event loop is
-            # closed" tracebacks. Nothing is left to save: the run's files are closed.
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(RUN_ERROR)
+            exit_now(f"error: {error}", RUN_ERROR)
+
+
+def exit_now(line: str, code: int) -> NoReturn:
+    """Prints ``line`` on stderr and ends the process with ``code`` at once.
+
+    tensorstore's callbacks may still fire during interpreter shutdown, when the hooks of
+    `quiet_orbax_thread_errors` no longer apply, and print "Event loop is closed"
+    tracebacks after the one line. Nothing is left to do: the checkpoints are written and
+    closed, the outputs written atomically, and the kernel releases the workdir's lock.
+    """
+    print(line, file=sys.stderr)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 class _OrbaxThreadErrors(logging.Filter):

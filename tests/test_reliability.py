@@ -77,6 +77,7 @@ def test_a_second_run_is_refused_and_sigterm_saves_for_resume(tmp_path, straight
     os.kill(a.pid, signal.SIGTERM)
     done = finish(a)
     assert done.returncode == 128 + signal.SIGTERM, done.stderr
+    assert len(errors(done)) == 1, done.stderr
     (line,) = errors(done)
     saved_at = max(steps(workdir))
     assert 10 <= saved_at < 46
