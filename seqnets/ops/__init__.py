@@ -9,6 +9,10 @@ kernel returns its outputs and its final state.
 """
 
 from seqnets.ops import registry
+
+# The families register their kernels on import.
+from seqnets.ops.delta_rule import gated_delta_rule
+from seqnets.ops.gla import gated_linear_attention
 from seqnets.ops.registry import ScanMode
 
-__all__ = ["ScanMode", "registry"]
+__all__ = ["ScanMode", "gated_delta_rule", "gated_linear_attention", "registry"]
