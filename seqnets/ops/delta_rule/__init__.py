@@ -30,9 +30,8 @@ from seqnets.ops._matrix import (
     check_shape,
     resolve_scale,
 )
-from seqnets.ops.delta_rule.chunked import chunked
+from seqnets.ops.delta_rule import chunked, sequential
 from seqnets.ops.delta_rule.naive import naive_gated_delta_rule
-from seqnets.ops.delta_rule.sequential import sequential
 
 Array = jax.Array
 
@@ -41,8 +40,8 @@ FAMILY = "delta_rule"
 # `benchmarks/matrix_kernels.py`; below it the scan of single steps trains as fast).
 AUTO_CHUNKED_FROM = 64
 
-registry.register(FAMILY, "sequential", sequential, dtypes=["float32"])
-registry.register(FAMILY, "chunked", chunked, dtypes=["float32"])
+registry.register(FAMILY, "sequential", sequential.sequential, dtypes=["float32"])
+registry.register(FAMILY, "chunked", chunked.chunked, dtypes=["float32"])
 registry.register_auto(
     FAMILY, lambda p: "chunked" if p.time >= AUTO_CHUNKED_FROM else "sequential")
 
@@ -89,7 +88,7 @@ def gated_delta_rule(q: Array, k: Array, v: Array, beta: Array, g: Array | None 
     >>> v = jax.random.normal(keys[2], (B, T, H, V))
     >>> beta = jax.nn.sigmoid(jax.random.normal(keys[3], (B, T, H)))
     >>> g = jax.nn.log_sigmoid(jax.random.normal(keys[4], (B, T, H)) + 3.0)
-    >>> o, S = gated_delta_rule(q, k, v, beta, g, mode="chunked", chunk_size=32)
+    >>> o, S = gated_delta_rule(q, k, v, beta, g, mode=chunk_size=32)
     >>> o.shape, S.shape
     ((2, 100, 2, 8), (2, 2, 16, 8))
     >>> o_seq, S_seq = gated_delta_rule(q, k, v, beta, g, mode="sequential")
@@ -111,5 +110,5 @@ def gated_delta_rule(q: Array, k: Array, v: Array, beta: Array, g: Array | None 
                   chunk_size=chunk_size, reset=reset, valid=valid)
 
 
-__all__ = ["AUTO_CHUNKED_FROM", "FAMILY", "chunked", "gated_delta_rule",
-           "naive_gated_delta_rule", "sequential"]
+__all__ = ["AUTO_CHUNKED_FROM", "FAMILY", "gated_delta_rule",
+           "naive_gated_delta_rule"]

@@ -25,10 +25,8 @@ import jax.numpy as jnp
 
 from seqnets.ops import registry
 from seqnets.ops._matrix import check_common, check_float32, resolve_scale
-from seqnets.ops.gla.chunked import chunked
+from seqnets.ops.gla import chunked, parallel, sequential
 from seqnets.ops.gla.naive import naive_gated_linear_attention
-from seqnets.ops.gla.parallel import parallel
-from seqnets.ops.gla.sequential import sequential
 
 Array = jax.Array
 
@@ -38,9 +36,9 @@ FAMILY = "gla"
 AUTO_PARALLEL_UPTO = 64
 AUTO_CHUNKED_FROM = 65
 
-registry.register(FAMILY, "sequential", sequential, dtypes=["float32"])
-registry.register(FAMILY, "chunked", chunked, dtypes=["float32"])
-registry.register(FAMILY, "parallel", parallel, dtypes=["float32"])
+registry.register(FAMILY, "sequential", sequential.sequential, dtypes=["float32"])
+registry.register(FAMILY, "chunked", chunked.chunked, dtypes=["float32"])
+registry.register(FAMILY, "parallel", parallel.parallel, dtypes=["float32"])
 
 
 def _auto(p: registry.Problem) -> str:
@@ -90,7 +88,7 @@ def gated_linear_attention(q: Array, k: Array, v: Array, g: Array | None = None,
     >>> q, k = (jax.random.normal(key, (B, T, H, K)) for key in keys[:2])
     >>> v = jax.random.normal(keys[2], (B, T, H, V))
     >>> g = jax.nn.log_sigmoid(jax.random.normal(keys[3], (B, T, H, K)) + 3.0)
-    >>> o, S = gated_linear_attention(q, k, v, g, mode="chunked", chunk_size=32)
+    >>> o, S = gated_linear_attention(q, k, v, g, mode=chunk_size=32)
     >>> o.shape, S.shape
     ((2, 100, 2, 8), (2, 2, 16, 8))
     >>> o_par, S_par = gated_linear_attention(q, k, v, g, mode="parallel")
@@ -114,5 +112,5 @@ def gated_linear_attention(q: Array, k: Array, v: Array, g: Array | None = None,
                   chunk_size=chunk_size, reset=reset, valid=valid)
 
 
-__all__ = ["AUTO_CHUNKED_FROM", "AUTO_PARALLEL_UPTO", "FAMILY", "chunked",
-           "gated_linear_attention", "naive_gated_linear_attention", "parallel", "sequential"]
+__all__ = ["AUTO_CHUNKED_FROM", "AUTO_PARALLEL_UPTO", "FAMILY",
+           "gated_linear_attention", "naive_gated_linear_attention"]

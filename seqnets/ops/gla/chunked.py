@@ -81,7 +81,9 @@ def key_attention(q: Array, k: Array, g: Array, mask: Array, sub: int) -> Array:
     E = suffix_sums(jnp.where(before, g[..., None, :, :], 0.0), axis=-2)  # (..., n, L, K)
     k_ref = jnp.where(before, k[..., None, :, :] * jnp.exp(jnp.where(before, E, 0.0)), 0.0)
     P = mm_t(q_ref, k_ref).reshape(*q.shape[:-2], n, sub, n, sub)  # (..., n, sub, n, sub)
-    P = P + P_diag[..., :, :, None, :] * jnp.eye(n, dtype=q.dtype)[:, None, :, None]
+    # The diagonal blocks by a select: multiplying by an identity instead crashed
+    # jaxlib 0.10.2's CPU backend (a segfault running the gradient of a single chunk).
+    P = P + jnp.where(jnp.eye(n, dtype=bool)[:, None, :, None], P_diag[..., :, :, None, :], 0.0)
     return jnp.where(mask, P.reshape(*q.shape[:-2], L, L), 0.0)
 
 
