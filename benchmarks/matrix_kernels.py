@@ -143,7 +143,7 @@ def measure_shape(family, B, T, H, D, rounds, steps, memax_upto, parallel_upto):
     if family == "delta" and not HAVE_MEMAX:
         print('memax is not installed (pip install "memax[equinox]"): skipping it')
     elif family == "delta" and not competitors(family, T, memax_upto, 0).count("memax"):
-        print(f"memax skipped at T = {T} (> --memax-upto {memax_upto}: seconds a call)")
+        print(f"memax skipped at T = {T}, K = {D} (--memax-upto, --memax-dims: seconds a call)")
     x = inputs(B, T, H, D)
     errors = check_same_outputs(family, names, x)
     w = harness.Workload(key=family, batch=B, time=T, inputs=D, hidden=D)
@@ -213,6 +213,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--main-time", type=int, default=2048)
     parser.add_argument("--memax-upto", type=int, default=2048,
                         help="longest T at which memax is timed (its calls take seconds)")
+    parser.add_argument("--memax-dims", nargs="+", type=int, default=[64],
+                        help="K = V at which memax is timed (O(T K^3) work a step)")
     parser.add_argument("--parallel-upto", type=int, default=2048)
     parser.add_argument("--memory-times", nargs="+", type=int,
                         default=[1024, 2048, 4096, 8192, 16384])
@@ -234,8 +236,9 @@ def main(argv=None) -> dict:
     shapes += [(args.main_time, D) for D in args.dims[1:]]
     for family in args.families:
         for T, D in shapes:
+            memax_upto = args.memax_upto if D in args.memax_dims else 0
             report["runs"].append(measure_shape(family, B, T, H, D, args.rounds,
-                                                args.steps, args.memax_upto, args.parallel_upto))
+                                                args.steps, memax_upto, args.parallel_upto))
         runs = [r for r in report["runs"] if r["family"] == family and r["dim"] == args.dims[0]]
         for name in runs[0]["rows"]:
             ts = [r["time"] for r in runs if name in r["rows"]]
