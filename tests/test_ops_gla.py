@@ -121,7 +121,17 @@ def test_auto_and_registry():
     resolve = lambda t: registry.resolve("gla", "auto", dtype="float32", time=t,  # noqa: E731
                                          batch=1, state=1)[0].value
     assert resolve(gla.AUTO_PARALLEL_UPTO) == "parallel"
-    assert resolve(gla.AUTO_CHUNKED_FROM) == "chunked"
+    assert resolve(gla.AUTO_PARALLEL_UPTO + 1) == "chunked"
+
+
+def test_single_block_under_jit():
+    """B 4, T 32, 2 heads, K 64 in parallel mode (one block of 32): jaxlib 0.10.2's CPU
+    backend miscompiled this shape's all-zero off-diagonal product (outputs off by 250)."""
+    q, k, v, g, _ = make_inputs(8, B=4, T=32, H=2, K=64, V=8)
+    run = jax.jit(lambda *x: (gated_linear_attention(*x, mode="parallel")[0],
+                              gla.naive_gated_linear_attention(*x)[0]))
+    o, o_naive = run(q, k, v, g)
+    assert_close(o, o_naive, 32 * 64, "parallel outputs")
 
 
 def test_bad_inputs_raise_clear_errors():

@@ -31,10 +31,13 @@ from seqnets.ops.gla.naive import naive_gated_linear_attention
 Array = jax.Array
 
 FAMILY = "gla"
-# "auto": the quadratic form up to AUTO_PARALLEL_UPTO steps, chunks from AUTO_CHUNKED_FROM
-# on, single steps in between (measured on a 2-core CPU, `benchmarks/matrix_kernels.py`).
-AUTO_PARALLEL_UPTO = 64
-AUTO_CHUNKED_FROM = 65
+# "auto": the quadratic form up to AUTO_PARALLEL_UPTO steps, chunks after. Train steps at
+# B 4, 2 heads, K = V = 64 on a loaded 2-core CPU (`benchmarks/matrix_kernels.py`,
+# benchmarks/results/matrix/): at T = 16 parallel 2.3 ms, sequential 3.5, chunked 34; at
+# T = 64 with one decay per head parallel 1.8, chunked 7.6, sequential 46, and with a
+# decay per key sequential 10.8, chunked 14, parallel 21; from T = 128 on chunked is the
+# fastest with either decay.
+AUTO_PARALLEL_UPTO = 16
 
 registry.register(FAMILY, "sequential", sequential.sequential, dtypes=["float32"])
 registry.register(FAMILY, "chunked", chunked.chunked, dtypes=["float32"])
@@ -42,9 +45,7 @@ registry.register(FAMILY, "parallel", parallel.parallel, dtypes=["float32"])
 
 
 def _auto(p: registry.Problem) -> str:
-    if p.time <= AUTO_PARALLEL_UPTO:
-        return "parallel"
-    return "chunked" if p.time >= AUTO_CHUNKED_FROM else "sequential"
+    return "parallel" if p.time <= AUTO_PARALLEL_UPTO else "chunked"
 
 
 registry.register_auto(FAMILY, _auto)
@@ -67,7 +68,8 @@ def gated_linear_attention(q: Array, k: Array, v: Array, g: Array | None = None,
         stays finite.
       scale: multiplies ``q``; ``K ** -0.5`` when None.
       initial_state: ``(batch, heads, K, V)``; zeros when None.
-      mode: ``"sequential"``, ``"chunked"``, ``"parallel"`` or ``"auto"``.
+      mode: ``"sequential"``, ``"chunked"``, ``"parallel"`` or ``"auto"`` (parallel up
+        to ``AUTO_PARALLEL_UPTO`` steps, chunked after).
       chunk_size: steps per chunk of the chunked kernel; any T (the last chunk is padded
         inside).
       reset: ``(batch, time)`` bool; True at t drops the state entering step t (from
@@ -112,5 +114,5 @@ def gated_linear_attention(q: Array, k: Array, v: Array, g: Array | None = None,
                   chunk_size=chunk_size, reset=reset, valid=valid)
 
 
-__all__ = ["AUTO_CHUNKED_FROM", "AUTO_PARALLEL_UPTO", "FAMILY",
+__all__ = ["AUTO_PARALLEL_UPTO", "FAMILY",
            "gated_linear_attention", "naive_gated_linear_attention"]

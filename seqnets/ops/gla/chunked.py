@@ -74,6 +74,9 @@ def key_attention(q: Array, k: Array, g: Array, mask: Array, sub: int) -> Array:
     D = segment_sums(jnp.swapaxes(gb, -1, -2))
     decay = jnp.where(inside, jnp.exp(jnp.where(inside, D, 0.0)), 0.0)
     P_diag = jnp.einsum("...rd,...id,...dri->...ri", qb, kb, decay, precision=HIGHEST)
+    if n == 1:  # one block: no earlier ones (and XLA:CPU in jaxlib 0.10.2 miscompiled
+        # the all-zero off-diagonal product of this case at some shapes)
+        return jnp.where(mask, P_diag.reshape(*q.shape[:-2], L, L), 0.0)
     # Pairs in earlier blocks, through the end of the block above the row's: the row's
     # decay since that point, and the key's decay up to it.
     q_ref = qb * jnp.exp(jnp.cumsum(gb, axis=-2))  # (..., n, sub, K)
