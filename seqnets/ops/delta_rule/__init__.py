@@ -90,7 +90,7 @@ def gated_delta_rule(q: Array, k: Array, v: Array, beta: Array, g: Array | None 
     >>> v = jax.random.normal(keys[2], (B, T, H, V))
     >>> beta = jax.nn.sigmoid(jax.random.normal(keys[3], (B, T, H)))
     >>> g = jax.nn.log_sigmoid(jax.random.normal(keys[4], (B, T, H)) + 3.0)
-    >>> o, S = gated_delta_rule(q, k, v, beta, g, mode=chunk_size=32)
+    >>> o, S = gated_delta_rule(q, k, v, beta, g, mode="chunked", chunk_size=32)
     >>> o.shape, S.shape
     ((2, 100, 2, 8), (2, 2, 16, 8))
     >>> o_seq, S_seq = gated_delta_rule(q, k, v, beta, g, mode="sequential")

@@ -98,7 +98,7 @@ def invert_unit_lower(A: Array, block: int = SUBSTITUTION_BLOCK) -> Array:
 
 def chunked(q: Array, k: Array, v: Array, beta: Array, g: Array | None, *, scale: float,
             initial_state: Array, chunk_size: int, reset: Array | None,
-            valid: Array | None, inverse=invert_unit_lower) -> tuple[Array, Array]:
+            valid: Array | None) -> tuple[Array, Array]:
     """The registered ``"chunked"`` kernel; the family's signature. ``(o, final_state)``."""
     T, K = q.shape[1], q.shape[3]
     C = chunk_size
@@ -119,7 +119,7 @@ def chunked(q: Array, k: Array, v: Array, beta: Array, g: Array | None, *, scale
 
     strict = decay * (1.0 - jnp.eye(C, dtype=q.dtype))
     A = beta[..., :, None] * strict * mm_t(k, k)
-    Tinv = inverse(A)
+    Tinv = invert_unit_lower(A)
     W = mm(Tinv, (beta * gamma)[..., None] * k)  # (B, H, N, C, K)
     U0 = mm(Tinv, beta[..., None] * v)  # (B, H, N, C, V)
     k_tail = tail[..., None] * k

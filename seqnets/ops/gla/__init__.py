@@ -90,7 +90,7 @@ def gated_linear_attention(q: Array, k: Array, v: Array, g: Array | None = None,
     >>> q, k = (jax.random.normal(key, (B, T, H, K)) for key in keys[:2])
     >>> v = jax.random.normal(keys[2], (B, T, H, V))
     >>> g = jax.nn.log_sigmoid(jax.random.normal(keys[3], (B, T, H, K)) + 3.0)
-    >>> o, S = gated_linear_attention(q, k, v, g, mode=chunk_size=32)
+    >>> o, S = gated_linear_attention(q, k, v, g, mode="chunked", chunk_size=32)
     >>> o.shape, S.shape
     ((2, 100, 2, 8), (2, 2, 16, 8))
     >>> o_par, S_par = gated_linear_attention(q, k, v, g, mode="parallel")
