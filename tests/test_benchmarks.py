@@ -128,3 +128,25 @@ def test_linear_competitors_follow_seqnets():
         for mode in rt.LINEAR_MODES:
             assert (f"{cell}_{mode}" in ids) == hasattr(sn, cell)
     assert (f"{rt.DEFAULT_LINEAR_CELL}_best" in ids) == hasattr(sn, rt.DEFAULT_LINEAR_CELL)
+
+
+def test_xlstm_kernel_benchmark_runs_tiny(tmp_path, capsys):
+    """benchmarks/xlstm_kernels.py at tiny sizes: outputs checked, every competitor timed
+    (mlstm_kernels, an optional dependency, skipped with a line saying how to install it)."""
+    import importlib.util
+    import json
+
+    from benchmarks import xlstm_kernels as xk
+
+    report = xk.main(["--tiny", "--rounds", "1", "--steps", "1", "--out", str(tmp_path)])
+    have_nx = importlib.util.find_spec(xk.NX) is not None
+    ids = {c.id for c in xk.registry(xk.TINY_HEADS)}
+    harness.check_goals(xk.goals(), {"mLSTM": xk.registry(xk.TINY_HEADS)})
+    assert set(report["rows"]) | set(report["skipped"]) == ids
+    assert ("mlstm_kernels_native" in report["skipped"]) == (not have_nx)
+    if not have_nx:
+        assert xk.INSTALL_NX in capsys.readouterr().out
+    for errors in report["agreement"].values():  # h and the 5 gradients, against sequential
+        assert len(errors) == 6 and max(errors) < 1e-3
+    assert json.loads((tmp_path / "latest.json").read_text())["goals"] == report["goals"]
+    assert "| seqnets chunked |" in (tmp_path / "latest.md").read_text()

@@ -9,6 +9,7 @@ kernel returns its outputs and its final state.
 """
 
 from seqnets.ops import registry
+from seqnets.ops.mlstm import mlstm
 from seqnets.ops.registry import ScanMode
 
-__all__ = ["ScanMode", "registry"]
+__all__ = ["ScanMode", "mlstm", "registry"]
