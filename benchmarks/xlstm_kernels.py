@@ -14,7 +14,7 @@ against seqnets' sequential mode. Competitors run interleaved in one process
 
 The optional competitor: ``pip install --no-deps mlstm-kernels==2.0.6 einops`` (its
 package ``__init__`` files import Triton, so its JAX natives are loaded without them).
-Results: ``benchmarks/results/xlstm/latest.{json,md}``.
+Results: ``benchmarks/results/xlstm/latest.{json,md}`` and ``crossover.md``.
 """
 
 from __future__ import annotations
@@ -183,15 +183,18 @@ def markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def crossover(times: list[int], heads: int, rounds: int, steps: int) -> None:
-    """Sequential against chunked train steps over T: where "auto" switches."""
-    print("| T | sequential ms | chunked ms | chunked speed-up |\n|---:|---:|---:|---:|")
+def crossover(times: list[int], heads: int, rounds: int, steps: int) -> str:
+    """Sequential against chunked train steps over T (where "auto" switches), as markdown."""
+    lines = [f"mLSTM train step, B {FULL.batch}, {heads} heads, K {FULL.inputs}, V {FULL.hidden}",
+             "", "| T | sequential ms | chunked ms | chunked speed-up |", "|---:|---:|---:|---:|"]
     for t in times:
         w = dataclasses.replace(FULL, time=t)
-        built = harness.build(w, registry(heads)[:2])
-        rows = harness.time_rounds(w, built, rounds, steps)
+        rows = harness.time_rounds(w, harness.build(w, registry(heads)[:2]), rounds, steps)
         seq, chunk = (rows[i].median_call_seconds for i in ("seqnets_sequential", "seqnets_chunked"))
-        print(f"| {t} | {1000 * seq:.2f} | {1000 * chunk:.2f} | {seq / chunk:.2f}x |", flush=True)
+        lines.append(f"| {t} | {1000 * seq:.2f} | {1000 * chunk:.2f} | {seq / chunk:.2f}x |")
+        print(lines[-1], flush=True)
+    lines.append(f"\n(load average {os.getloadavg()[0]:.1f} at the end)")
+    return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> dict | None:
@@ -201,16 +204,16 @@ def main(argv: list[str] | None = None) -> dict | None:
     parser.add_argument("--steps", type=int, default=3, help="timed calls a competitor and round")
     parser.add_argument("--chunk-size", type=int, default=CHUNK)
     parser.add_argument("--crossover", action="store_true", help="time sequential vs chunked over T")
-    parser.add_argument("--times", type=int, nargs="+", default=[4, 8, 16, 32, 64, 256])
+    parser.add_argument("--times", type=int, nargs="+", default=[1, 2, 4, 16, 64, 256])
     parser.add_argument("--out", default="benchmarks/results/xlstm", help="results folder")
     args = parser.parse_args(argv)
+    out = pathlib.Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
     if args.crossover:
-        crossover(args.times, HEADS, args.rounds, args.steps)
+        (out / "crossover.md").write_text(crossover(args.times, HEADS, args.rounds, args.steps))
         return None
     w, heads = (TINY, TINY_HEADS) if args.tiny else (FULL, HEADS)
     report = run(w, heads, args.rounds, args.steps, min(args.chunk_size, w.time))
-    out = pathlib.Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     (out / "latest.json").write_text(json.dumps(report, indent=2) + "\n")
     (out / "latest.md").write_text(markdown(report))
     print(markdown(report))
