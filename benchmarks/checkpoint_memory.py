@@ -58,7 +58,7 @@ def main() -> None:
     mib = 2.0**20
     for name in args.cells:
         cell = CELLS[name](args.hidden)
-        mode = args.mode if cell.linear is not None else "sequential"
+        mode = args.mode if cell.recurrence is not None else "sequential"
         for steps in args.times:
             k = max(1, round(math.sqrt(steps)))
             plain = analysis(cell, args.batch, steps, args.inputs, None, mode)

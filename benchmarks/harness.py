@@ -64,7 +64,12 @@ class Workload:
 
 
 class Runner(Protocol):
-    """What a competitor's ``build`` returns: a callable that owns its training state."""
+    """What a competitor's ``build`` returns: a callable that owns its training state.
+
+    A runner may also measure its memory: a ``peak_memory()`` method, as in
+    `MeasuresMemory`. `time_rounds(..., memory=True)` asks the runners that have one
+    (`peak_memory`); a row without one says so.
+    """
 
     def __call__(self) -> None:
         """One timed call: trains once on its data and returns when the work is done."""
@@ -73,8 +78,20 @@ class Runner(Protocol):
         """The first batch (or window) it trains on, ``(x, y)``, read back from what it feeds
         its step; competitors of one workload train on equal arrays."""
 
+
+class MeasuresMemory(Runner, Protocol):
+    """A `Runner` that also reports the peak memory of one call."""
+
     def peak_memory(self) -> tuple[int | None, str]:
         """``(bytes or None, how it was measured or why not)`` of one call."""
+
+
+def peak_memory(runner: Runner) -> tuple[int | None, str]:
+    """``runner.peak_memory()``, or ``(None, why not)`` for a runner that has none."""
+    measure_memory = getattr(runner, "peak_memory", None)
+    if measure_memory is None:
+        return None, f"{type(runner).__name__} does not measure its memory"
+    return measure_memory()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -205,7 +222,7 @@ def time_rounds(w: Workload, built: Built, rounds: int, steps: int, *, pause: fl
       rounds: interleaved rounds; each starts with a different competitor.
       steps: timed calls per competitor and round.
       pause: seconds of sleep before each competitor's calls in a round.
-      memory: also ask each runner for its peak memory (`Runner.peak_memory`).
+      memory: also ask each runner for its peak memory (`peak_memory`).
     """
     times: dict[str, list[float]] = {i: [] for i in built.runners}
     ids = list(built.runners)
@@ -223,7 +240,7 @@ def time_rounds(w: Workload, built: Built, rounds: int, steps: int, *, pause: fl
         rows[i] = Row(built.labels[i], w.units_per_call / median, median,
                       built.first_call_seconds[i], len(times[i]))
         if memory:
-            rows[i].peak_bytes, rows[i].memory_note = runner.peak_memory()
+            rows[i].peak_bytes, rows[i].memory_note = peak_memory(runner)
     return rows
 
 

@@ -38,7 +38,7 @@ import numpy as np
 import optax
 
 from benchmarks.harness import Competitor, Goal, Workload, measure
-from benchmarks.rnn_training import JaxEpoch, JaxWindowLoop
+from benchmarks.runners import JaxEpoch, JaxWindowLoop, xla_peak_memory
 from experiments import ptb
 from seqnets.cpu import tune_allocator
 from seqnets.data import load_ptb
@@ -82,7 +82,10 @@ def seqnets_ptb(w: Workload, fused: bool) -> JaxEpoch | JaxWindowLoop:
 
 
 class Torch:
-    """PyTorch's word_language_model set-up: embedding, 2-layer ``nn.LSTM``, linear decoder."""
+    """PyTorch's word_language_model set-up: embedding, 2-layer ``nn.LSTM``, linear decoder.
+
+    It does not measure its memory (this benchmark reports speed only).
+    """
 
     def __init__(self, w: Workload, threads: int):
         import torch
@@ -125,9 +128,6 @@ class Torch:
 
     def first_batch(self) -> tuple[np.ndarray, ...]:
         return self.x[0].T.numpy(), self.y[0].T.numpy()
-
-    def peak_memory(self) -> tuple[int | None, str]:
-        return None, "not measured for this workload"
 
 
 class Flax:
@@ -186,7 +186,9 @@ class Flax:
         return tuple(np.asarray(a) for a in self.windows[0])
 
     def peak_memory(self) -> tuple[int | None, str]:
-        return None, "not measured for this workload"
+        peak, how = xla_peak_memory(self.step, self.params, self.opt_state, self.carry,
+                                    *self.windows[0])
+        return peak, f"{how}, one window's call"
 
 
 def competitors(torch_threads: int) -> list[Competitor]:

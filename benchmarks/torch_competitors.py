@@ -65,7 +65,8 @@ class LSTMClassifier:
 class RNNWindowLoop:
     """``nn.RNN`` (tanh) and a 2-class head per step, Adagrad 0.3, one update per window.
 
-    The carry is detached between windows (truncated BPTT).
+    The carry is detached between windows (truncated BPTT). It does not measure its
+    memory (workload C reports none).
     """
 
     def __init__(self, w: Workload):
@@ -96,9 +97,6 @@ class RNNWindowLoop:
 
     def first_batch(self) -> tuple[np.ndarray, ...]:
         return self.x[:, :self.w.time, 0].numpy(), self.y[:, :self.w.time].numpy()
-
-    def peak_memory(self) -> tuple[int | None, str]:
-        return None, "not measured for this workload"
 
 
 def _current_rss_bytes() -> int:

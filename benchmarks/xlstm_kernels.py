@@ -113,9 +113,6 @@ class Step:
     def first_batch(self) -> tuple[np.ndarray, ...]:
         return tuple(np.asarray(a) for a in self.arrays)
 
-    def peak_memory(self) -> tuple[int | None, str]:
-        return None, "not measured"
-
 
 def registry(heads: int, chunk_size: int = CHUNK) -> list[harness.Competitor]:
     def ours(mode):

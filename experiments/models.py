@@ -1,4 +1,5 @@
-"""The experiments' models: a seqnets stack and a linear head, and a residual stack of blocks."""
+"""The experiments' models: a seqnets stack and a linear head, and a classifier over
+residual blocks (`seqnets.layers.residual_block`)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import jax
 import jax.numpy as jnp
 
 import seqnets as sn
+from seqnets import layers
 from seqnets.cells.base import flat_matmul
 
 CELLS = {"lstm": sn.lstm, "gru": sn.gru, "elman": sn.elman, "min_gru": sn.min_gru,
@@ -32,10 +34,11 @@ def head(params: dict, features: jax.Array) -> jax.Array:
 
 
 class Residual(NamedTuple):
-    """A residual stack of recurrent blocks, as in the LRU and Griffin papers.
+    """A classifier over residual blocks (`seqnets.layers.residual_block`), as in the LRU
+    and Griffin papers.
 
-    Each block: ``x + rnn(norm(x))``, then ``x + mlp(norm(x))`` with a gated (GeGLU) MLP;
-    an input encoder before the blocks, and the time-mean of the normed output after them.
+    A linear encoder of each step's input to ``width`` features, ``num_layers`` blocks,
+    then the time-mean of the normed output and a linear head.
 
     Attributes:
       cell: the recurrent cell of every block (input and output width ``width``).
@@ -53,42 +56,32 @@ class Residual(NamedTuple):
     mode: str = "auto"
     chunk_size: int | None = None
 
+    @property
+    def block(self) -> layers.ResidualBlock:
+        """The library block every layer of the model is."""
+        return layers.residual_block(self.cell, mlp_factor=self.mlp_factor, depth=self.num_layers,
+                                     mode=self.mode, chunk_size=self.chunk_size)
+
 
 def residual_init(model: Residual, key: jax.Array, input_size: int, num_classes: int) -> dict:
     """Parameters of a `Residual` model: encoder, blocks, final norm and head."""
     lecun = jax.nn.initializers.lecun_normal()
-    W, M = model.width, model.mlp_factor * model.width
+    W = model.width
     keys = jax.random.split(key, model.num_layers + 2)
-    blocks = []
-    for k in keys[: model.num_layers]:
-        k_rnn, k_gate, k_up, k_down = jax.random.split(k, 4)
-        blocks.append({
-            "norm_rnn": jnp.ones((W,)), "rnn": model.cell.init(k_rnn, W),
-            "norm_mlp": jnp.ones((W,)), "gate": lecun(k_gate, (W, M)), "up": lecun(k_up, (W, M)),
-            "down": lecun(k_down, (M, W)) / jnp.sqrt(2.0 * model.num_layers),
-        })
+    block = model.block
     return {
         "encoder": {"w": lecun(keys[-2], (input_size, W)), "b": jnp.zeros((W,))},
-        "blocks": blocks,
+        "blocks": [block.init(k, W) for k in keys[: model.num_layers]],
         "norm": jnp.ones((W,)),
         "head": {"w": lecun(keys[-1], (W, num_classes)), "b": jnp.zeros((num_classes,))},
     }
 
 
-def rms_norm(x: jax.Array, scale: jax.Array, eps: float = 1e-6) -> jax.Array:
-    """``x / rms(x) * scale`` over the last axis."""
-    return x * jax.lax.rsqrt(jnp.mean(x * x, axis=-1, keepdims=True) + eps) * scale
-
-
 def residual_logits(model: Residual, params: dict, xs: jax.Array) -> jax.Array:
     """Logits ``(batch, num_classes)`` of ``xs (batch, time, input_size)``."""
     x = flat_matmul(xs, params["encoder"]["w"]) + params["encoder"]["b"]
-    for block in params["blocks"]:
-        h = rms_norm(x, block["norm_rnn"])
-        _, y = sn.scan(model.cell, block["rnn"], h, mode=model.mode, chunk_size=model.chunk_size)
-        x = x + y
-        h = rms_norm(x, block["norm_mlp"])
-        gated = jax.nn.gelu(flat_matmul(h, block["gate"])) * flat_matmul(h, block["up"])
-        x = x + flat_matmul(gated, block["down"])
-    features = jnp.mean(rms_norm(x, params["norm"]), axis=1)
+    block = model.block
+    for block_params in params["blocks"]:
+        x = block.apply(block_params, x)
+    features = jnp.mean(layers.rms_norm(x, params["norm"]), axis=1)
     return head(params, features)

@@ -9,9 +9,12 @@
     (2, 5, 8)
 """
 
+from seqnets import ops
 from seqnets.cells import (
     Cell,
     Linear,
+    Recurrence,
+    SegmentCarry,
     elman,
     gru,
     initializers,
@@ -24,6 +27,7 @@ from seqnets.cells import (
     min_gru,
     min_lstm,
     rg_lru,
+    s6,
 )
 from seqnets.sequence import Stack, final_outputs, scan, stack
 
@@ -32,6 +36,8 @@ __version__ = "0.1.0"
 __all__ = [
     "Cell",
     "Linear",
+    "Recurrence",
+    "SegmentCarry",
     "Stack",
     "elman",
     "final_outputs",
@@ -45,7 +51,9 @@ __all__ = [
     "make_linear_cell",
     "min_gru",
     "min_lstm",
+    "ops",
     "rg_lru",
+    "s6",
     "scan",
     "stack",
 ]

@@ -2,6 +2,7 @@
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 import seqnets as sn
@@ -80,3 +81,42 @@ def test_complex_inputs_are_refused(lstm):
     cell, params = lstm
     with pytest.raises(ValueError, match="real numbers"):
         sn.scan(cell, params, jnp.ones((2, 5, 3), jnp.complex64))
+
+
+def test_a_complex_carry_for_a_real_cell_is_refused(lstm):
+    """It used to lose its imaginary part with only a JAX warning (issue 24, section 8)."""
+    cell, params = lstm
+    carry = tuple(c.astype(jnp.complex64) + 1j for c in cell.initial_carry(2))
+    with pytest.raises(ValueError, match="complex64 array where the cell's carry is float32"):
+        sn.scan(cell, params, jnp.ones((2, 5, 3)), carry=carry)
+    lru = sn.lru(4)  # a complex carry where the cell's is complex is fine
+    sn.scan(lru, lru.init(jax.random.key(0), 3), jnp.ones((2, 5, 3)),
+            carry=lru.initial_carry(2) + 1j)
+
+
+def test_numpy_integers_count_as_ints():
+    """np.int64, what configs and arrays give, was refused (issue 24, section 8)."""
+    cell = sn.min_gru(np.int64(4))
+    params = cell.init(jax.random.key(0), 3)
+    xs = jnp.ones((2, 9, 3))
+    _, want = sn.scan(cell, params, xs)
+    _, got = sn.scan(cell, params, xs, mode="chunked", chunk_size=np.int64(3),
+                     checkpoint=np.int64(4))
+    np.testing.assert_allclose(got, want, atol=1e-6)
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(ValueError, match="chunk_size must be a positive int"):
+            sn.scan(cell, params, xs, mode="chunked", chunk_size=bad)
+
+
+def test_final_outputs_checks_its_lengths_and_empty_sequences():
+    """T = 0 raised IndexError; lengths out of range or of the wrong shape went unchecked."""
+    ys = jnp.ones((2, 4, 3))
+    with pytest.raises(ValueError, match=r"lengths must lie in \[0, time\] = \[0, 4\]"):
+        sn.final_outputs(ys, lengths=jnp.array([99, -3]))
+    with pytest.raises(ValueError, match=r"shape \(batch,\) = \(2,\); got shape \(3,\)"):
+        sn.final_outputs(ys, lengths=jnp.array([1, 2, 3]))
+    with pytest.raises(ValueError, match="ys has no time steps"):
+        sn.final_outputs(ys[:, :0])
+    np.testing.assert_array_equal(sn.final_outputs(ys[:, :0], lengths=jnp.array([0, 0])), 0.0)
+    with pytest.raises(ValueError, match=r"\(batch, time, features\)"):
+        sn.final_outputs(ys[0])

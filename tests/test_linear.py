@@ -1,4 +1,4 @@
-"""Linear recurrent cells and the three evaluation orders of `seqnets.sequence.linear`.
+"""Linear recurrent cells and the three kernels of the diagonal family, `seqnets.ops.diagonal`.
 
 Tolerance: every mode computes the same sums in another order (the chunked mode adds
 ``A * carry_in`` after the chunk, the parallel mode combines pairs in a tree), so results
@@ -19,8 +19,11 @@ import numpy as np
 import pytest
 
 import seqnets as sn
+from seqnets.cells.base import SegmentCarry
+from seqnets.ops.diagonal import linear_recurrence
+from seqnets.ops.masks import where_rows
+from seqnets.ops.registry import ScanMode
 from seqnets.sequence import linear
-from seqnets.sequence.linear import ScanMode, linear_recurrence
 
 ATOL = RTOL = 1e-5
 MODES = ("sequential", "chunked", "parallel")
@@ -49,7 +52,7 @@ def run(cell, params, xs, mode, *, carry=None, lengths=None, resets=None, revers
         time_major=False, chunk_size=None):
     """`seqnets.scan` in ``mode``; ``"step"`` runs the cell's step in the classic loop."""
     if mode == "step":
-        cell, mode = cell._replace(linear=None), "sequential"
+        cell, mode = cell._replace(recurrence=None), "sequential"
     return sn.scan(cell, params, xs, carry=carry, lengths=lengths, resets=resets,
                    reverse=reverse, time_major=time_major, mode=mode, chunk_size=chunk_size)
 
@@ -58,9 +61,9 @@ def run(cell, params, xs, mode, *, carry=None, lengths=None, resets=None, revers
 def _generation_step(cell):
     @jax.jit
     def step(params, carry, x_t, valid, zero):
-        carry = jnp.where(zero[:, None], jnp.zeros_like(carry), carry)
+        carry = where_rows(zero, cell.initial_carry(x_t.shape[0]), carry)
         new, y = cell.apply(params, carry, x_t)
-        return jnp.where(valid[:, None], new, carry), jnp.where(valid[:, None], y, 0.0)
+        return where_rows(valid, new, carry), jnp.where(valid[:, None], y, 0.0)
 
     return step
 
@@ -88,9 +91,16 @@ def setup(name, batch=3, time=9, key=0):
     params = cell.init(jax.random.key(key), F)
     xs = jax.random.normal(jax.random.key(key + 1), (batch, time, F))
     carry = cell.initial_carry(batch)
-    noise = jax.random.normal(jax.random.key(key + 2), carry.shape)
-    carry = (carry + noise * (1 + 1j if carry.dtype == jnp.complex64 else 1)).astype(carry.dtype)
+    h = carry.h if isinstance(carry, SegmentCarry) else carry
+    noise = jax.random.normal(jax.random.key(key + 2), h.shape)
+    h = (h + noise * (1 + 1j if h.dtype == jnp.complex64 else 1)).astype(h.dtype)
+    # A carry returned mid-stream: its next step does not start a segment.
+    carry = SegmentCarry(jnp.zeros_like(carry.start), h) if isinstance(carry, SegmentCarry) else h
     return cell, params, xs, carry
+
+
+def state_of(carry):
+    return carry.h if isinstance(carry, SegmentCarry) else carry
 
 
 # ---- the kernels ------------------------------------------------------------------------
@@ -185,21 +195,32 @@ def test_kernel_rejects_bad_shapes_and_chunk_sizes():
 
 def test_cells_are_linear_and_step_is_built_from_the_coefficients(linear_name):
     cell, params, xs, carry = setup(linear_name)
-    assert cell.linear is not None and cell.name == linear_name
+    recurrence = cell.recurrence
+    assert recurrence.family == cell.family == "diagonal" and cell.name == linear_name
     projected = cell.project(params, xs[:, 0])
-    a, b = cell.linear.coefficients(params, projected)
-    assert a.dtype == b.dtype == carry.dtype and b.shape == carry.shape
+    start = (jnp.zeros((3, 1), bool),) if recurrence.starts_segments else ()
+    a, b = recurrence.coefficients(params, projected, *start)
+    h0 = state_of(carry)
+    assert a.dtype == b.dtype == h0.dtype and b.shape == h0.shape
     assert jnp.broadcast_shapes(a.shape, b.shape) == b.shape
     h, y = cell.step(params, carry, projected)
-    close(h, a * carry + b, atol=0, rtol=0)
-    close(y, cell.linear.readout(params, h, projected), atol=0, rtol=0)
+    close(state_of(h), a * h0 + b, atol=0, rtol=0)
+    close(y, recurrence.readout(params, state_of(h), projected), atol=0, rtol=0)
     assert y.shape == (3, H) and y.dtype == jnp.float32
-    zero = cell.initial_carry(3)
+    zero = state_of(cell.initial_carry(3))
     assert not np.any(np.asarray(zero))
 
 
 def test_classic_cells_are_not_linear():
-    assert all(c.linear is None for c in (sn.lstm(3), sn.gru(3), sn.elman(3)))
+    for cell in (sn.lstm(3), sn.gru(3), sn.elman(3)):
+        assert cell.recurrence is None and cell.family == "nonlinear"
+
+
+def test_cell_linear_is_a_deprecated_alias_of_recurrence():
+    with pytest.warns(DeprecationWarning, match="Cell.recurrence"):
+        assert LINEAR_CELLS["min_gru"].linear is LINEAR_CELLS["min_gru"].recurrence
+    with pytest.warns(DeprecationWarning):
+        assert sn.lstm(3).linear is None
 
 
 def test_modes_equal_generation_with_carry_lengths_and_resets(linear_name):
@@ -243,7 +264,7 @@ def grad_of(cell, xs_shape, key=7):
 
     def loss(params, xs, carry, mode, **kwargs):
         carry, ys = run(cell, params, xs, mode, carry=carry, **kwargs)
-        return jnp.sum(w * ys) / xs.shape[1] + jnp.sum(jnp.abs(carry) ** 2), ys
+        return jnp.sum(w * ys) / xs.shape[1] + jnp.sum(jnp.abs(state_of(carry)) ** 2), ys
 
     return jax.jit(jax.grad(loss, argnums=(0, 1, 2), has_aux=True),
                    static_argnames=("mode", "reverse"))
@@ -468,7 +489,7 @@ def test_no_overflow_or_nan_at_65536_steps(name):
     def value_and_grad(params, mode):
         def loss(params):
             carry, ys = sn.scan(cell, params, xs, mode=mode)
-            return jnp.mean(ys**2) + jnp.sum(jnp.abs(carry))
+            return jnp.mean(ys**2) + jnp.sum(jnp.abs(state_of(carry)))
         return jax.value_and_grad(loss)(params)
 
     want = value_and_grad(params, "sequential")

@@ -1,7 +1,14 @@
 """Recurrent cells: each a `Cell` of pure functions (init, initial_carry, project, step, apply)."""
 
 from seqnets.cells import initializers
-from seqnets.cells.base import Cell, Linear, make_cell, make_linear_cell
+from seqnets.cells.base import (
+    Cell,
+    Linear,
+    Recurrence,
+    SegmentCarry,
+    make_cell,
+    make_linear_cell,
+)
 from seqnets.cells.elman import elman, irnn
 from seqnets.cells.gru import gru
 from seqnets.cells.lru import lru
@@ -9,10 +16,13 @@ from seqnets.cells.lstm import layer_norm_lstm, lstm
 from seqnets.cells.min_gru import min_gru
 from seqnets.cells.min_lstm import min_lstm
 from seqnets.cells.rg_lru import rg_lru
+from seqnets.cells.s6 import s6
 
 __all__ = [
     "Cell",
     "Linear",
+    "Recurrence",
+    "SegmentCarry",
     "elman",
     "gru",
     "initializers",
@@ -25,4 +35,5 @@ __all__ = [
     "min_gru",
     "min_lstm",
     "rg_lru",
+    "s6",
 ]

@@ -11,54 +11,137 @@ A step of every seqnets cell splits in two:
 
 ``apply`` composes the two for a single step on a raw input.
 
-A cell whose carry update is linear in the carry,
+A cell says how its carry update may run over a whole sequence in its ``recurrence``
+field: None for the classic cells (the update is not linear in the carry; `seqnets.scan`
+runs ``step`` once per time step), or a description of its recurrence family (`Linear`
+for the diagonal family, ``h_t = a_t * h_{t-1} + b_t``; `Recurrence` for any other).
+The runner then evaluates the whole sequence with one of the family's kernels, picked by
+`seqnets.ops.registry`: sequentially, in chunks or in parallel. ``step`` computes the same
+recurrence one step at a time, and ``apply`` from ``initial_carry`` is the definition
+that every kernel meets.
 
-    h_t = a_t * h_{t-1} + b_t          (elementwise; a_t, b_t from the projected x_t only)
-    y_t = readout(h_t, projected_t),
-
-says so with a `Linear` in its ``linear`` field (build it with `make_linear_cell`). The
-runner may then evaluate the recurrence in another order than step by step: chunked or
-with an associative scan (`seqnets.sequence.linear`). Its ``step`` is built from the same
-two functions, so every order computes the same recurrence.
+Cells are data: every built-in constructor returns the same `Cell` for the same
+configuration, so ``sn.lstm(8) == sn.lstm(8)`` and a cell is a stable static argument
+of ``jax.jit`` (no recompilation for a rebuilt cell).
 """
 
 from __future__ import annotations
 
 import functools
+import inspect
 import math
+import numbers
+import warnings
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import jax
 import jax.numpy as jnp
 
 from seqnets.backend import fuse_small_matmul
+from seqnets.ops import diagonal
+from seqnets.ops.masks import Steps
 from seqnets.types import Array, Carry, Initializer, Params  # noqa: F401  (re-exported)
+
+
+class Recurrence(NamedTuple):
+    """A cell's recurrence as one family's kernels see it (any family but the diagonal one,
+    which `Linear` describes).
+
+    Attributes:
+      family: the family's name in `seqnets.ops.registry` (e.g. ``"delta_rule"``).
+      run: ``(kernel, params, projected, carry, steps, *, chunk_size, unroll) ->
+        (carry, ys)``: the whole sequence with ``kernel``, the family's kernel that the
+        registry picked. ``projected`` is ``cell.project`` of the time-major inputs,
+        ``(time, batch, projection_size)``, padded steps zeroed; ``steps`` is a
+        `seqnets.ops.masks.Steps` in processing order (``reverse`` was applied by
+        flipping every row's valid steps, so the run is always forward). Returns the carry
+        after each row's last valid step and ``ys (time, batch, hidden_size)``, any
+        finite value at padded steps (the runner zeroes them).
+    """
+
+    family: str
+    run: Callable[..., tuple[Carry, Array]]
+
+
+class SegmentCarry(NamedTuple):
+    """The carry of a linear cell whose first step of a segment differs from the others
+    (`make_linear_cell` with ``starts_segments=True``, e.g. the RG-LRU).
+
+    Attributes:
+      start: float32 ``(batch,)``: 1 where the next step starts a segment, 0 where it
+        does not. 1 in ``initial_carry`` (so a reset, which sets the carry to it, starts
+        one too); 0 after any step. A float, not a bool, so that gradients, optimizers
+        and tree maps over carries treat it like any other leaf (its gradient is zero).
+      h: ``(batch, state_size)``, the state.
+    """
+
+    start: Array
+    h: Array
 
 
 class Linear(NamedTuple):
     """A carry update that is linear in the carry: ``h_t = a_t * h_{t-1} + b_t`` (elementwise).
 
+    The diagonal family's description of a cell (`make_linear_cell` builds it).
+
     Attributes:
       coefficients: ``(params, projected) -> (a, b)``; ``projected`` is
-        ``(..., projection_size)``, ``b`` is ``(..., state_size)`` with the carry's dtype
+        ``(..., projection_size)``, ``b`` is ``(..., state...)`` with the carry's dtype
         (float32, or complex64 for the LRU) and ``a`` has that shape or one that broadcasts
-        to it: ``(state_size,)`` for a decay that does not depend on the input.
-      readout: ``(params, h, projected) -> y``; ``h`` is ``(..., state_size)`` (the carry
+        to it: ``(state_size,)`` for a decay that does not depend on the input. With
+        ``starts_segments``, ``(params, projected, start) -> (a, b)``, where ``start`` is
+        bool ``(..., 1)``: True at a step that starts a segment.
+      readout: ``(params, h, projected) -> y``; ``h`` is ``(..., state...)`` (the carry
         after the step), ``projected`` the same step's projected input, ``y`` is
         ``(..., hidden_size)`` float32.
+      starts_segments: whether ``coefficients`` takes ``start`` and the carry is a
+        `SegmentCarry`.
     """
 
-    coefficients: Callable[[Params, Array], tuple[Array, Array]]
+    coefficients: Callable[..., tuple[Array, Array]]
     readout: Callable[[Params, Array, Array], Array]
+    starts_segments: bool = False
+
+    @property
+    def family(self) -> str:
+        """``"diagonal"``: the family of `seqnets.ops.diagonal`."""
+        return diagonal.FAMILY
+
+    def run(self, kernel: Callable[..., tuple[Array, Array]], params: Params, projected: Array,
+            carry: Carry, steps: Steps, *, chunk_size: int | None = None,
+            unroll: int | bool = 1) -> tuple[Carry, Array]:
+        """The `Recurrence` ``run`` of the diagonal family: coefficients, masks folded in
+        as coefficients (`seqnets.ops.diagonal.fold_masks`), the kernel, the readout."""
+        h0 = carry.h if self.starts_segments else carry
+        if self.starts_segments:
+            # A step starts a segment after a reset, and at the first step when the
+            # incoming carry says so.
+            first = jnp.zeros(projected.shape[:2], bool).at[0].set(carry.start > 0)
+            start = first if steps.reset is None else first | steps.reset
+            a, b = self.coefficients(params, projected, start[..., None])
+        else:
+            a, b = self.coefficients(params, projected)
+        a, b = diagonal.fold_masks(a, b, steps.valid, steps.reset)
+        if projected.shape[0] == 0:
+            return carry, self.readout(params, b.astype(h0.dtype), projected)
+        hs, h_last = kernel(a, b, h0, chunk_size=chunk_size, unroll=unroll)
+        ys = self.readout(params, hs, projected)
+        if self.starts_segments:
+            # Still at a segment's start only where no valid step ran.
+            ran = True if steps.valid is None else jnp.any(steps.valid, axis=0)
+            h_last = SegmentCarry(jnp.where(ran, 0.0, carry.start), h_last)
+        return h_last, ys
 
 
 class Cell(NamedTuple):
-    """A recurrent cell as pure functions; build one with `seqnets.lstm`, `gru` or `elman`.
+    """A recurrent cell as pure functions; build one with `seqnets.lstm`, `gru`, `min_gru`...
 
     Attributes:
       init: ``(key, input_size) -> params``, a dict of float32 arrays.
-      initial_carry: ``(batch_size) -> carry`` of zeros, each leaf ``(batch, hidden_size)``.
+      initial_carry: ``(batch_size) -> carry``, each leaf ``(batch, ...)``: ``(batch,
+        hidden_size)`` for the classic cells, ``(batch, hidden, state)`` for S6, any rank
+        for a cell of your own.
       project: ``(params, x) -> projected``; ``x`` is ``(..., input_size)``, the result
         ``(..., projection_size)``, float32.
       step: ``(params, carry, projected_t) -> (carry, h)``; ``projected_t`` is
@@ -67,8 +150,9 @@ class Cell(NamedTuple):
         ``x_t: (batch, input_size)``, the same as ``step(params, carry, project(params, x_t))``.
       hidden_size: the width of ``h``.
       name: ``"lstm"``, ``"gru"``, ``"elman"`` or a name of your own.
-      linear: a `Linear` when the carry update is linear in the carry (then the carry is
-        one array ``(batch, state_size)`` and ``initial_carry`` gives zeros), else None.
+      recurrence: how the whole sequence may run with a family's kernels: a `Linear`
+        (the diagonal family) or a `Recurrence`; None when the update is not linear in
+        the carry (the step runs once per time step, the ``"nonlinear"`` family).
     """
 
     init: Callable[[Array, int], Params]
@@ -78,7 +162,56 @@ class Cell(NamedTuple):
     apply: Callable[[Params, Carry, Array], tuple[Carry, Array]]
     hidden_size: int
     name: str
-    linear: Linear | None = None
+    recurrence: Linear | Recurrence | None = None
+
+    @property
+    def family(self) -> str:
+        """The recurrence family's name in `seqnets.ops.registry`: ``"nonlinear"`` for a
+        cell without a ``recurrence``."""
+        return "nonlinear" if self.recurrence is None else self.recurrence.family
+
+    @property
+    def linear(self) -> Linear | None:
+        """Deprecated alias of ``recurrence`` for the diagonal family (None otherwise)."""
+        warnings.warn("Cell.linear is deprecated: use Cell.recurrence (and Cell.family).",
+                      DeprecationWarning, stacklevel=2)
+        return self.recurrence if isinstance(self.recurrence, Linear) else None
+
+
+CellT = TypeVar("CellT")
+
+
+def cell_constructor(build: Callable[..., CellT]) -> Callable[..., CellT]:
+    """Makes ``build`` return the same object for the same configuration.
+
+    A cell holds closures, which compare by identity, so two cells built alike would be
+    unequal and ``jax.jit(..., static_argnames="cell")`` would compile once for each. The
+    built-in constructors are wrapped in this: their arguments, defaults filled in, key a
+    cache of the cells built so far. Arguments that cannot be hashed skip the cache.
+    """
+    signature = inspect.signature(build)
+    built: dict[Any, CellT] = {}
+
+    def freeze(value: Any) -> Any:
+        # bool is an int to Python (True == 1): keep the type, so lstm(True) still fails.
+        if isinstance(value, list | tuple):
+            return (type(value).__name__, *map(freeze, value))
+        return (type(value).__name__, value) if isinstance(value, bool) else value
+
+    @functools.wraps(build)
+    def cached(*args: Any, **kwargs: Any) -> CellT:
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        key = tuple((name, freeze(value)) for name, value in bound.arguments.items())
+        try:
+            return built[key]
+        except TypeError:  # an unhashable argument
+            return build(*args, **kwargs)
+        except KeyError:
+            cell = built[key] = build(*args, **kwargs)
+            return cell
+
+    return cached
 
 
 def make_cell(
@@ -89,14 +222,20 @@ def make_cell(
     step: Callable[[Params, Carry, Array], tuple[Carry, Array]],
     hidden_size: int,
     name: str,
+    recurrence: Linear | Recurrence | None = None,
     linear: Linear | None = None,
 ) -> Cell:
     """Builds a `Cell` whose ``apply`` is ``step`` after ``project``.
 
     Use it to write a cell of your own that `seqnets.scan` and `seqnets.stack` can run.
     A cell whose update is linear in the carry should use `make_linear_cell` instead,
-    which builds ``step`` and ``linear`` from the same two functions.
+    which builds ``step`` and ``recurrence`` from the same two functions. ``linear`` is a
+    deprecated alias of ``recurrence``.
     """
+    if linear is not None:
+        warnings.warn("make_cell(linear=...) is deprecated: use recurrence=...",
+                      DeprecationWarning, stacklevel=2)
+        recurrence = linear if recurrence is None else recurrence
 
     def apply(params: Params, carry: Carry, x_t: Array) -> tuple[Carry, Array]:
         if jnp.ndim(x_t) != 2:
@@ -109,24 +248,25 @@ def make_cell(
         check_params(init, params, x_t.shape[-1], where=f"{name}.apply")
         return step(params, carry, projected)
 
-    return Cell(init, initial_carry, project, step, apply, hidden_size, name, linear)
+    return Cell(init, initial_carry, project, step, apply, hidden_size, name, recurrence)
 
 
 def make_linear_cell(
     *,
     init: Callable[[Array, int], Params],
     project: Callable[[Params, Array], Array],
-    coefficients: Callable[[Params, Array], tuple[Array, Array]],
+    coefficients: Callable[..., tuple[Array, Array]],
     readout: Callable[[Params, Array, Array], Array],
-    state_size: int,
+    state_size: int | tuple[int, ...],
     hidden_size: int,
     name: str,
     carry_dtype: Any = jnp.float32,
+    starts_segments: bool = False,
 ) -> Cell:
-    """Builds a `Cell` whose carry update is linear in the carry.
+    """Builds a `Cell` whose carry update is linear in the carry (the diagonal family).
 
-    The carry is one array ``(batch, state_size)`` of ``carry_dtype``, zeros at the start,
-    and the step is, by construction::
+    The carry is one array ``(batch, *state_size)`` of ``carry_dtype``, zeros at the
+    start, and the step is, by construction::
 
         a, b = coefficients(params, projected_t)
         h = a * h + b
@@ -140,27 +280,42 @@ def make_linear_cell(
     Args:
       init: ``(key, input_size) -> params``.
       project: ``(params, x (..., input_size)) -> (..., projection_size)`` float32.
-      coefficients: ``(params, projected) -> (a, b)``: ``b`` is ``(..., state_size)``,
+      coefficients: ``(params, projected) -> (a, b)``: ``b`` is ``(..., *state_size)``,
         ``a`` the same or a shape that broadcasts to it (``(state_size,)`` for a constant
-        decay, which the sequential mode then does not materialise over time).
-      readout: ``(params, h (..., state_size), projected) -> (..., hidden_size)`` float32.
-      state_size: width of the carry.
+        decay, which the sequential mode then does not materialise over time). With
+        ``starts_segments``: ``(params, projected, start) -> (a, b)``.
+      readout: ``(params, h (..., *state_size), projected) -> (..., hidden_size)`` float32.
+      state_size: the carry's shape after the batch axis: an int ``S`` (a ``(batch, S)``
+        carry) or a tuple, e.g. ``(hidden, state)`` for S6.
       hidden_size: width of the outputs.
       name: the cell's name.
       carry_dtype: the carry's dtype (``jnp.complex64`` for a complex diagonal state).
+      starts_segments: True when a segment's first step differs from the others (the
+        RG-LRU, after recurrentgemma, has no decay and no input normaliser there). The
+        carry is then a `SegmentCarry` ``(start, h)`` whose ``start`` is True in
+        ``initial_carry``, and ``coefficients`` gets ``start``, bool ``(..., 1)``: True at
+        a step that starts a segment (the first step from ``initial_carry``, a reset).
 
     Returns:
-      A `Cell` with ``linear`` set.
+      A `Cell` whose ``recurrence`` is a `Linear`.
     """
-    if not isinstance(state_size, int) or isinstance(state_size, bool) or state_size < 1:
-        raise ValueError(f"state_size must be a positive int; got {state_size!r}.")
+    shape = (state_size,) if isinstance(state_size, int) else tuple(state_size)
+    if not shape or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 1
+                            for s in shape):
+        raise ValueError(f"state_size must be a positive int or a tuple of them; got "
+                         f"{state_size!r}.")
 
-    def initial_carry(batch_size: int) -> Array:
-        return jnp.zeros((batch_size, state_size), carry_dtype)
+    def initial_carry(batch_size: int) -> Carry:
+        h = jnp.zeros((batch_size, *shape), carry_dtype)
+        return SegmentCarry(jnp.ones((batch_size,), jnp.float32), h) if starts_segments else h
 
-    def step(params: Params, h: Array, projected: Array) -> tuple[Array, Array]:
+    def step(params: Params, carry: Carry, projected: Array) -> tuple[Carry, Array]:
+        if starts_segments:
+            a, b = coefficients(params, projected, carry.start[:, None] > 0)
+            h = a * carry.h + b
+            return SegmentCarry(jnp.zeros_like(carry.start), h), readout(params, h, projected)
         a, b = coefficients(params, projected)
-        h = a * h + b
+        h = a * carry + b
         return h, readout(params, h, projected)
 
     return make_cell(
@@ -170,13 +325,27 @@ def make_linear_cell(
         step=step,
         hidden_size=hidden_size,
         name=name,
-        linear=Linear(coefficients, readout),
+        recurrence=Linear(coefficients, readout, starts_segments),
     )
 
 
-def check_hidden_size(hidden_size: int) -> None:
-    if not isinstance(hidden_size, int) or isinstance(hidden_size, bool) or hidden_size < 1:
+def check_positive_int(value: Any, name: str, where: str = "seqnets") -> int:
+    """``value`` as a Python int; ValueError unless it is a positive integer.
+
+    NumPy integers (``np.int64(8)``, what a config file or an array often gives) count;
+    bools, floats and strings do not.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{where}: {name} must be a positive int; got {value!r}.")
+    return int(value)
+
+
+def check_hidden_size(hidden_size: int) -> int:
+    """``hidden_size`` as a Python int; ValueError unless it is a positive integer."""
+    if isinstance(hidden_size, bool) or not isinstance(hidden_size, numbers.Integral) \
+            or hidden_size < 1:
         raise ValueError(f"hidden_size must be a positive int; got {hidden_size!r}.")
+    return int(hidden_size)
 
 
 def check_input(params: Params, x: Array, where: str, kernel: str = "w_x") -> None:
@@ -282,7 +451,14 @@ def check_carry(
         if tuple(jnp.shape(got)) != tuple(want.shape):
             raise ValueError(
                 f"{where}: carry shape mismatch: expected {tuple(want.shape)} "
-                f"(batch, hidden_size) for a batch of {batch_size}; got {tuple(jnp.shape(got))}."
+                f"(batch, ...) for a batch of {batch_size}; got {tuple(jnp.shape(got))}."
+            )
+        if (jnp.issubdtype(jnp.result_type(got), jnp.complexfloating)
+                and not jnp.issubdtype(want.dtype, jnp.complexfloating)):
+            raise ValueError(
+                f"{where}: the carry holds a {jnp.result_type(got)} array where the cell's "
+                f"carry is {want.dtype}: its imaginary part would be lost. Pass a real "
+                "carry (e.g. this cell's initial_carry, or the carry it returned)."
             )
 
 

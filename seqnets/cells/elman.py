@@ -18,6 +18,7 @@ from seqnets.cells.base import (
     Cell,
     Initializer,
     Params,
+    cell_constructor,
     check_hidden_size,
     input_projection,
     make_cell,
@@ -26,6 +27,7 @@ from seqnets.cells.base import (
 )
 
 
+@cell_constructor
 def elman(
     hidden_size: int,
     *,
@@ -47,8 +49,7 @@ def elman(
       A `Cell`. Parameters: ``w_x (input_size, H)``, ``w_h (H, H)``, ``b (H,)``.
       Carry: ``h``, ``(batch, H)``.
     """
-    check_hidden_size(hidden_size)
-    H = hidden_size
+    H = check_hidden_size(hidden_size)
 
     def init(key: Array, input_size: int) -> Params:
         return {
@@ -70,6 +71,7 @@ def elman(
     )
 
 
+@cell_constructor
 def irnn(hidden_size: int, *, scale: float = 1.0, dtype: Any = jnp.float32) -> Cell:
     """The IRNN: an Elman cell with ReLU and a ``scale * I`` recurrent matrix at init."""
     return elman(

@@ -22,6 +22,7 @@ from seqnets.cells.base import (
     Cell,
     Initializer,
     Params,
+    cell_constructor,
     check_hidden_size,
     input_projection,
     make_cell,
@@ -30,6 +31,7 @@ from seqnets.cells.base import (
 )
 
 
+@cell_constructor
 def gru(
     hidden_size: int,
     *,
@@ -49,8 +51,7 @@ def gru(
       A `Cell`. Parameters: ``w_x (input_size, 3H)``, ``w_h (H, 3H)``, ``b (3H,)``,
       ``b_hn (H,)``. Carry: ``h``, ``(batch, H)``.
     """
-    check_hidden_size(hidden_size)
-    H = hidden_size
+    H = check_hidden_size(hidden_size)
 
     def init(key: Array, input_size: int) -> Params:
         return {

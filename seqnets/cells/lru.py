@@ -33,6 +33,7 @@ from seqnets.cells.base import (
     Array,
     Cell,
     Params,
+    cell_constructor,
     check_hidden_size,
     check_input,
     make_linear_cell,
@@ -40,6 +41,7 @@ from seqnets.cells.base import (
 )
 
 
+@cell_constructor
 def lru(
     hidden_size: int,
     state_size: int | None = None,
@@ -61,14 +63,12 @@ def lru(
       dtype: computation dtype of the input matmul; parameters stay float32.
 
     Returns:
-      A `Cell` with ``linear`` set. Parameters: ``nu_log, theta_log, gamma_log (N,)``,
+      A `Cell` of the diagonal family. Parameters: ``nu_log, theta_log, gamma_log (N,)``,
       ``b_re, b_im (input_size, N)``, ``c_re, c_im (N, H)``, ``d (H,)`` or
       ``(input_size, H)``. Carry: ``h``, ``(batch, N)`` complex64.
     """
-    check_hidden_size(hidden_size)
-    H = hidden_size
-    N = H if state_size is None else state_size
-    check_hidden_size(N)
+    H = check_hidden_size(hidden_size)
+    N = H if state_size is None else check_hidden_size(state_size)
     if not 0.0 <= r_min < r_max <= 1.0:
         raise ValueError(f"lru needs 0 <= r_min < r_max <= 1; got r_min={r_min}, r_max={r_max}.")
     if not max_phase > 0.0:

@@ -22,6 +22,7 @@ from seqnets.cells.base import (
     Cell,
     Initializer,
     Params,
+    cell_constructor,
     check_hidden_size,
     check_input,
     input_projection,
@@ -31,6 +32,7 @@ from seqnets.cells.base import (
 )
 
 
+@cell_constructor
 def lstm(
     hidden_size: int,
     *,
@@ -53,8 +55,7 @@ def lstm(
       A `Cell`. Parameters: ``w_x (input_size, 4H)``, ``w_h (H, 4H)``, ``b (4H,)``.
       Carry: ``(c, h)``, each ``(batch, H)``.
     """
-    check_hidden_size(hidden_size)
-    H = hidden_size
+    H = check_hidden_size(hidden_size)
 
     def init(key: Array, input_size: int) -> Params:
         b = jnp.zeros((4 * H,), jnp.float32).at[H : 2 * H].set(forget_bias)
@@ -81,6 +82,7 @@ def lstm(
     )
 
 
+@cell_constructor
 def layer_norm_lstm(
     hidden_size: int,
     *,
@@ -106,8 +108,7 @@ def layer_norm_lstm(
       ``w_h (H, 4H)``, ``b (4H,)``, gains ``g_x (4H,)``, ``g_h (4H,)``, ``g_c (H,)`` (ones)
       and ``b_c (H,)`` (zeros). Carry: ``(c, h)``, each ``(batch, H)``.
     """
-    check_hidden_size(hidden_size)
-    H = hidden_size
+    H = check_hidden_size(hidden_size)
 
     def norm(a: Array) -> Array:
         mean = jnp.mean(a, axis=-1, keepdims=True)

@@ -30,6 +30,7 @@ from seqnets.cells.base import (
     Cell,
     Initializer,
     Params,
+    cell_constructor,
     check_hidden_size,
     input_projection,
     make_linear_cell,
@@ -41,6 +42,7 @@ def positive(v: Array) -> Array:
     return jnp.where(v >= 0, v + 0.5, jax.nn.sigmoid(jnp.minimum(v, 0.0)))
 
 
+@cell_constructor
 def min_gru(
     hidden_size: int,
     *,
@@ -55,11 +57,10 @@ def min_gru(
       dtype: computation dtype of the input matmul; parameters and carry stay float32.
 
     Returns:
-      A `Cell` with ``linear`` set. Parameters: ``w_x (input_size, 2H)``, ``b (2H,)``.
+      A `Cell` of the diagonal family. Parameters: ``w_x (input_size, 2H)``, ``b (2H,)``.
       Carry: ``h``, ``(batch, H)`` float32.
     """
-    check_hidden_size(hidden_size)
-    H = hidden_size
+    H = check_hidden_size(hidden_size)
 
     def init(key: Array, input_size: int) -> Params:
         return {

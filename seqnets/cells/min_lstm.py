@@ -28,6 +28,7 @@ from seqnets.cells.base import (
     Cell,
     Initializer,
     Params,
+    cell_constructor,
     check_hidden_size,
     input_projection,
     make_linear_cell,
@@ -35,6 +36,7 @@ from seqnets.cells.base import (
 from seqnets.cells.min_gru import positive
 
 
+@cell_constructor
 def min_lstm(
     hidden_size: int,
     *,
@@ -49,11 +51,10 @@ def min_lstm(
       dtype: computation dtype of the input matmul; parameters and carry stay float32.
 
     Returns:
-      A `Cell` with ``linear`` set. Parameters: ``w_x (input_size, 3H)``, ``b (3H,)``.
+      A `Cell` of the diagonal family. Parameters: ``w_x (input_size, 3H)``, ``b (3H,)``.
       Carry: ``h``, ``(batch, H)`` float32.
     """
-    check_hidden_size(hidden_size)
-    H = hidden_size
+    H = check_hidden_size(hidden_size)
 
     def init(key: Array, input_size: int) -> Params:
         return {

@@ -7,9 +7,15 @@
     h_t = a_t * h_{t-1} + sqrt(1 - a_t^2) * (i_t * u_t)
     y_t = h_t
 
-so ``b_t = sqrt(1 - a_t^2) * i_t * u_t``. As in recurrentgemma, ``sqrt`` has its derivative
-bounded by 1,000 where ``1 - a_t^2`` nears 0 (``a_t -> 1``), and the gates are dense
-``(H, H)`` maps here (recurrentgemma uses block-diagonal ones, one block per head).
+so ``b_t = sqrt(1 - a_t^2) * i_t * u_t``, except at the first step of a segment, where
+the decay is 0 and the normaliser 1, ``h_t = i_t * u_t``, as recurrentgemma does at
+``segment_pos == 0``: the first step from ``initial_carry``, and the step after every
+reset. The carry says whether the next step starts a segment: it is a
+`seqnets.cells.base.SegmentCarry` ``(start, h)``, ``start`` 1 in ``initial_carry`` and 0
+after any step, so a window that continues from a returned carry does not restart its
+segment. As in recurrentgemma, ``sqrt`` has its derivative bounded by 1,000 where
+``1 - a_t^2`` nears 0 (``a_t -> 1``), and the gates are dense ``(H, H)`` maps here
+(recurrentgemma uses block-diagonal ones, one block per head).
 
 Initialisation (recurrentgemma's ``rnn_param_init``): ``a = sigmoid(Lambda)`` on the ring
 ``[min_rad, max_rad] = [0.9, 0.999]`` with ``a^2`` uniform, so ``a_t = a^(c r_t)`` at
@@ -30,6 +36,7 @@ from seqnets.cells.base import (
     Cell,
     Initializer,
     Params,
+    cell_constructor,
     check_hidden_size,
     check_input,
     make_linear_cell,
@@ -51,6 +58,7 @@ def _sqrt_jvp(primals, tangents):
     return jnp.sqrt(x), dx / jnp.sqrt(jnp.maximum(4.0 * x, 1.0 / MAX_SQRT_GRADIENT**2))
 
 
+@cell_constructor
 def rg_lru(
     hidden_size: int,
     *,
@@ -71,12 +79,11 @@ def rg_lru(
       dtype: computation dtype of the matmuls; parameters and carry stay float32.
 
     Returns:
-      A `Cell` with ``linear`` set. Parameters: ``w_x (H, 2H)`` (``[W_a | W_x]``),
+      A `Cell` of the diagonal family. Parameters: ``w_x (H, 2H)`` (``[W_a | W_x]``),
       ``b (2H,)``, ``lam (H,)``, and ``w_in (input_size, H)`` when ``input_size != H``.
-      Carry: ``h``, ``(batch, H)`` float32.
+      Carry: ``SegmentCarry(start (batch,), h (batch, H))``, both float32.
     """
-    check_hidden_size(hidden_size)
-    H = hidden_size
+    H = check_hidden_size(hidden_size)
     if not 0.0 < min_rad < max_rad < 1.0:
         raise ValueError(
             f"rg_lru needs 0 < min_rad < max_rad < 1; got min_rad={min_rad}, max_rad={max_rad}."
@@ -104,12 +111,14 @@ def rg_lru(
             u = x.astype(jnp.float32)
         return jnp.concatenate([u, matmul(u, params["w_x"], dtype) + params["b"]], axis=-1)
 
-    def coefficients(params: Params, projected: Array) -> tuple[Array, Array]:
+    def coefficients(params: Params, projected: Array, start: Array) -> tuple[Array, Array]:
         u, k_a, k_x = jnp.split(projected, 3, axis=-1)
         log_a = -c * jax.nn.sigmoid(k_a) * jax.nn.softplus(-params["lam"])
         a = jnp.exp(log_a)
         norm = sqrt_bounded_derivative(-jnp.expm1(2.0 * log_a))  # sqrt(1 - a_t^2)
-        return a, norm * (jax.nn.sigmoid(k_x) * u)
+        gated = jax.nn.sigmoid(k_x) * u
+        # A segment's first step: no decay, no normaliser (recurrentgemma's segment_pos 0).
+        return jnp.where(start, 0.0, a), jnp.where(start, gated, norm * gated)
 
     def readout(params: Params, h: Array, projected: Array) -> Array:
         return h
@@ -122,4 +131,5 @@ def rg_lru(
         state_size=H,
         hidden_size=H,
         name="rg_lru",
+        starts_segments=True,
     )

@@ -33,15 +33,21 @@ class RNN(nn.Module):
     Attributes:
       model: a seqnets `Cell` (run as a one-layer stack) or `Stack`.
       unroll: passed to ``lax.scan``.
+      hoist, mode, chunk_size, checkpoint: passed to `seqnets.scan` (through
+        ``Stack.apply``): see there.
 
     Call with ``xs (batch, time, features)`` and optional ``carry``, ``lengths``,
     ``resets``; returns ``ys (batch, time, output_size)``, or ``(carry, ys)`` with
-    ``return_carry=True``. Dropout between layers needs ``deterministic=False`` and a
-    ``"dropout"`` RNG.
+    ``return_carry=True``. Dropout (between layers, or on the recurrent state) needs
+    ``deterministic=False`` and a ``"dropout"`` RNG.
     """
 
     model: Cell | Stack
     unroll: int = 1
+    hoist: bool | None = None
+    mode: str = "auto"
+    chunk_size: int | None = None
+    checkpoint: int | None = None
 
     @nn.compact
     def __call__(
@@ -57,9 +63,11 @@ class RNN(nn.Module):
         model = self.model if isinstance(self.model, Stack) else stack(self.model)
         params = self.param("seqnets", lambda key: model.init(key, xs.shape[-1]))
         key = None
-        if not deterministic and model.dropout > 0.0:
+        if not deterministic and (model.dropout > 0.0 or model.recurrent_dropout > 0.0):
             key = self.make_rng("dropout")
         carry, ys = model.apply(
-            params, xs, carry=carry, lengths=lengths, resets=resets, key=key, unroll=self.unroll
+            params, xs, carry=carry, lengths=lengths, resets=resets, key=key, unroll=self.unroll,
+            hoist=self.hoist, mode=self.mode, chunk_size=self.chunk_size,
+            checkpoint=self.checkpoint,
         )
         return (carry, ys) if return_carry else ys

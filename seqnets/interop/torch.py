@@ -1,14 +1,15 @@
 """PyTorch interop without importing torch: read and write ``state_dict`` mappings.
 
-Names follow seqnets' cells, as in `seqnets.interop.flax`, and every converter takes one
-cell's parameters and returns one cell's parameters; for PyTorch's multi-layer modules
-the same functions take and return the list form that `seqnets.stack` uses:
+`from_torch` reads a ``state_dict`` (tensors or arrays with PyTorch's names) into seqnets
+parameters and `to_torch` writes seqnets parameters back as NumPy arrays. Both name the
+seqnets model: a `Cell` (``seqnets.lstm(16)``), a `Stack`, or a cell name (``"lstm"``),
+and look its converter up in `seqnets.interop.registry`:
 
-| seqnets | PyTorch cell (one step) | PyTorch layers | PyTorch -> seqnets | seqnets -> PyTorch |
-|---|---|---|---|---|
-| `lstm` | ``nn.LSTMCell`` | ``nn.LSTM`` | `from_torch_lstm` | `to_torch_lstm` |
-| `gru` | ``nn.GRUCell`` | ``nn.GRU`` | `from_torch_gru` | `to_torch_gru` |
-| `elman` | ``nn.RNNCell`` | ``nn.RNN`` | `from_torch_elman` | `to_torch_elman` |
+| seqnets | PyTorch cell (one step) | PyTorch layers |
+|---|---|---|
+| `lstm` | ``nn.LSTMCell`` | ``nn.LSTM`` |
+| `gru` | ``nn.GRUCell`` | ``nn.GRU`` |
+| `elman` | ``nn.RNNCell`` | ``nn.RNN`` |
 
 The keys decide the form, so the result computes the same function as its input:
 - a cell's ``state_dict`` (``weight_ih``, ``weight_hh``, ``bias_ih``, ``bias_hh``) <->
@@ -18,17 +19,22 @@ The keys decide the form, so the result computes the same function as its input:
   ``{"forward": ..., "backward": ...}`` dict per layer, for
   ``seqnets.stack(cell, num_layers=L, bidirectional=...)``.
 
+Given a `Stack`, the result is that stack's parameters: its layer count and direction
+must match the ``state_dict``'s (a cell's ``state_dict`` fits a one-layer stack).
+
 PyTorch stores matrices ``(gates * hidden, inputs)``; seqnets stores the transpose.
 PyTorch adds two biases where seqnets keeps one, so reading sums them (exact to float32
 rounding of that one addition); writing puts seqnets' bias in ``bias_ih`` and zeros in
 ``bias_hh``, except GRU's ``n`` gate, whose recurrent bias seqnets keeps as ``b_hn``.
 
-``from_torch_rnn`` and ``to_torch_rnn`` are deprecated aliases of the ``elman`` names,
-removed in the next release.
+The per-cell names of version 0.1.0 (``from_torch_lstm``, ``to_torch_gru``, ... and the
+older ``from_torch_rnn``/``to_torch_rnn``) are deprecated aliases of these two, removed
+in seqnets 0.2.0.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -36,7 +42,10 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
-from seqnets.interop._deprecated import deprecated_alias
+from seqnets.cells.base import Cell
+from seqnets.interop._deprecated import deprecated_pairs
+from seqnets.interop.registry import Converter, cell_name, check_cell_params, converter, register
+from seqnets.sequence.stack import Stack
 from seqnets.types import Array
 
 _KEY = re.compile(r"^(weight|bias)_(ih|hh)(?:_l(\d+)(_reverse)?)?$")
@@ -45,6 +54,14 @@ _NAMES = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
 CellParams = dict[str, Array]
 StackParams = list[dict[str, Any]]
 TorchArrays = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+
+
+def _reading(kind: str) -> str:
+    return f"from_torch(state_dict, {kind!r})"
+
+
+def _writing(kind: str) -> str:
+    return f"to_torch(params, {kind!r})"
 
 
 def _to_numpy(value: Any) -> np.ndarray:
@@ -60,7 +77,7 @@ def _layout(state_dict: Mapping[str, Any], kind: str) -> tuple[int, bool] | None
         match = _KEY.match(key)
         if match is None:
             raise ValueError(
-                f"from_torch_{kind}: unexpected key {key!r}; expected a cell's names "
+                f"{_reading(kind)}: unexpected key {key!r}; expected a cell's names "
                 "('weight_ih', 'bias_hh', ...) or a layers module's names like 'weight_ih_l0', "
                 "'bias_hh_l1_reverse' (proj_size is not supported)."
             )
@@ -71,15 +88,15 @@ def _layout(state_dict: Mapping[str, Any], kind: str) -> tuple[int, bool] | None
             reverse = reverse or match.group(4) is not None
     if cell_keys and layers:
         raise ValueError(
-            f"from_torch_{kind}: the state_dict mixes a cell's keys ('weight_ih', ...) with a "
+            f"{_reading(kind)}: the state_dict mixes a cell's keys ('weight_ih', ...) with a "
             f"layers module's keys ('weight_ih_l0', ...); got {sorted(state_dict)}."
         )
     if cell_keys:
         return None
     if not layers:
-        raise ValueError(f"from_torch_{kind}: the state_dict is empty.")
+        raise ValueError(f"{_reading(kind)}: the state_dict is empty.")
     if layers != set(range(len(layers))):
-        raise ValueError(f"from_torch_{kind}: layer indices {sorted(layers)} are not 0..N-1.")
+        raise ValueError(f"{_reading(kind)}: layer indices {sorted(layers)} are not 0..N-1.")
     return len(layers), reverse
 
 
@@ -91,13 +108,13 @@ def _read_one(state_dict: Mapping[str, Any], suffix: str, kind: str, gates: int)
     names = {n: f"{n}{suffix}" for n in _NAMES}
     for n in ("weight_ih", "weight_hh"):
         if names[n] not in state_dict:
-            raise ValueError(f"from_torch_{kind}: missing key {names[n]!r}.")
+            raise ValueError(f"{_reading(kind)}: missing key {names[n]!r}.")
     w_ih = _to_numpy(state_dict[names["weight_ih"]])
     w_hh = _to_numpy(state_dict[names["weight_hh"]])
     hidden = w_hh.shape[1] if w_hh.ndim == 2 else -1
     if w_hh.shape != (gates * hidden, hidden) or w_ih.ndim != 2 or w_ih.shape[0] != gates * hidden:
         raise ValueError(
-            f"from_torch_{kind}: {names['weight_hh']} must be ({gates}*H, H) and "
+            f"{_reading(kind)}: {names['weight_hh']} must be ({gates}*H, H) and "
             f"{names['weight_ih']} ({gates}*H, input_size); got {w_hh.shape} and {w_ih.shape}."
         )
     zeros = np.zeros((gates * hidden,), np.float32)
@@ -106,7 +123,7 @@ def _read_one(state_dict: Mapping[str, Any], suffix: str, kind: str, gates: int)
     for n, b in (("bias_ih", b_ih), ("bias_hh", b_hh)):
         if b.shape != (gates * hidden,):
             raise ValueError(
-                f"from_torch_{kind}: {names[n]} must be ({gates * hidden},); got {b.shape}."
+                f"{_reading(kind)}: {names[n]} must be ({gates * hidden},); got {b.shape}."
             )
     return w_ih, w_hh, b_ih, b_hh
 
@@ -132,7 +149,7 @@ def _write(
         if not isinstance(p, Mapping) or "w_x" not in p:
             got = f"keys {sorted(p)}" if isinstance(p, Mapping) else type(p).__name__
             raise ValueError(
-                f"to_torch_{kind}: expected one `{kind}` cell's params (a dict with 'w_x', "
+                f"{_writing(kind)}: expected one `{kind}` cell's params (a dict with 'w_x', "
                 f"'w_h', 'b') or a list of {{'forward': ...}} dicts (`stack` params); got {got}."
             )
         values = convert({k: np.asarray(v, np.float32) for k, v in p.items()})
@@ -142,7 +159,7 @@ def _write(
         return arrays(params, "")
     if not isinstance(params, Sequence) or not params:
         raise ValueError(
-            f"to_torch_{kind}: expected one cell's params (a dict) or `stack` params (a non-empty "
+            f"{_writing(kind)}: expected one cell's params (a dict) or `stack` params (a non-empty "
             f"list with one {{'forward': ..., 'backward': ...}} dict per layer); got {params!r:.80}."
         )
     out: dict[str, np.ndarray] = {}
@@ -168,34 +185,6 @@ def _gru(w_ih, w_hh, b_ih, b_hh) -> CellParams:
     }
 
 
-def from_torch_lstm(state_dict: Mapping[str, Any]) -> CellParams | StackParams:
-    """``nn.LSTMCell`` or ``nn.LSTM`` ``state_dict`` (tensors or arrays) -> seqnets `lstm` params.
-
-    Returns one cell's params ``{"w_x": (F, 4H), "w_h": (H, 4H), "b": (4H,)}`` for an
-    ``nn.LSTMCell``, or, for an ``nn.LSTM``, `stack` params (a list per layer of
-    ``{"forward": ..., "backward": ...}``) for
-    ``seqnets.stack(seqnets.lstm(H), num_layers=L, bidirectional=...)``.
-    """
-    return _read(state_dict, "lstm", 4, _simple)
-
-
-def from_torch_gru(state_dict: Mapping[str, Any]) -> CellParams | StackParams:
-    """``nn.GRUCell`` or ``nn.GRU`` ``state_dict`` -> seqnets `gru` params (a cell's or `stack`'s).
-
-    A cell's params are ``{"w_x": (F, 3H), "w_h": (H, 3H), "b": (3H,), "b_hn": (H,)}``.
-    """
-    return _read(state_dict, "gru", 3, _gru)
-
-
-def from_torch_elman(state_dict: Mapping[str, Any]) -> CellParams | StackParams:
-    """``nn.RNNCell`` or ``nn.RNN`` ``state_dict`` -> seqnets `elman` params (a cell's or `stack`'s).
-
-    A cell's params are ``{"w_x": (F, H), "w_h": (H, H), "b": (H,)}``. PyTorch's default
-    nonlinearity is tanh, as `elman`'s is; pick the same one on both sides.
-    """
-    return _read(state_dict, "elman", 1, _simple)
-
-
 def _simple_to_torch(p: dict[str, np.ndarray]) -> TorchArrays:
     return p["w_x"].T, p["w_h"].T, p["b"], np.zeros_like(p["b"])
 
@@ -205,24 +194,97 @@ def _gru_to_torch(p: dict[str, np.ndarray]) -> TorchArrays:
     return p["w_x"].T, p["w_h"].T, p["b"], np.concatenate([zeros, zeros, p["b_hn"]])
 
 
-def to_torch_lstm(params: CellParams | StackParams) -> dict[str, np.ndarray]:
-    """seqnets `lstm` params -> a ``state_dict`` of NumPy arrays.
+register("torch", "lstm", Converter(functools.partial(_read, kind="lstm", gates=4, convert=_simple),
+                                    functools.partial(_write, kind="lstm", convert=_simple_to_torch),
+                                    "torch.nn.LSTMCell, torch.nn.LSTM"))
+register("torch", "gru", Converter(functools.partial(_read, kind="gru", gates=3, convert=_gru),
+                                   functools.partial(_write, kind="gru", convert=_gru_to_torch),
+                                   "torch.nn.GRUCell, torch.nn.GRU"))
+register("torch", "elman", Converter(functools.partial(_read, kind="elman", gates=1, convert=_simple),
+                                     functools.partial(_write, kind="elman", convert=_simple_to_torch),
+                                     "torch.nn.RNNCell, torch.nn.RNN"))
 
-    One cell's params give ``nn.LSTMCell``'s keys; `stack` params give ``nn.LSTM``'s. Load
-    it with ``module.load_state_dict({k: torch.from_numpy(v) for k, v in sd.items()})``.
+
+def _check(params: Any, model: Cell | Stack | str, conv: Converter, where: str) -> None:
+    """Checks ``params`` (a cell's, or `stack` params) against ``model``'s ``init``s.
+
+    A form that is neither is left to `_write`, whose message names the expected forms.
     """
-    return _write(params, "lstm", _simple_to_torch)
+    if isinstance(model, str):
+        return
+    if isinstance(params, Mapping):
+        if isinstance(model, Stack):
+            raise ValueError(f"{where}: a stack's params are a list with one dict per layer; got "
+                             "one cell's params (a dict). Pass the cell instead of the stack.")
+        check_cell_params(params, model, conv, where)
+        return
+    if not isinstance(params, Sequence) or not all(isinstance(e, Mapping) for e in params):
+        return
+    if isinstance(model, Stack):
+        cells = model.cells
+        directions = ["backward", "forward"] if model.bidirectional else ["forward"]
+        if len(params) != len(cells) or any(sorted(entry) != directions for entry in params):
+            raise ValueError(
+                f"{where}: the stack has {len(cells)} layers with directions {directions}; "
+                f"the params have {len(params)} layers with {[sorted(e) for e in params]}."
+            )
+    else:
+        cells = (model,) * len(params)
+    for layer, (entry, cell) in enumerate(zip(params, cells, strict=True)):
+        for direction, p in entry.items():
+            check_cell_params(p, cell, conv, f"{where}, layer {layer} {direction}")
 
 
-def to_torch_gru(params: CellParams | StackParams) -> dict[str, np.ndarray]:
-    """seqnets `gru` params (a cell's or `stack`'s) -> ``nn.GRUCell`` / ``nn.GRU`` ``state_dict``."""
-    return _write(params, "gru", _gru_to_torch)
+def from_torch(state_dict: Mapping[str, Any], model: Cell | Stack | str) -> CellParams | StackParams:
+    """A PyTorch ``state_dict`` (tensors or arrays) -> seqnets parameters.
+
+    Args:
+      state_dict: a cell's (``nn.LSTMCell``: ``weight_ih``, ...) or a layers module's
+        (``nn.LSTM``: ``weight_ih_l0``, ..., ``_reverse``).
+      model: what the parameters are for: a `Cell` (``seqnets.lstm(16)``), a `Stack`
+        (``seqnets.stack(seqnets.lstm(16), num_layers=2)``), or a cell name
+        (``"lstm"``). A `Cell` or `Stack` also checks the result against its ``init``.
+
+    Returns:
+      One cell's params for a cell's ``state_dict`` (``{"w_x": (F, 4H), "w_h": (H, 4H),
+      "b": (4H,)}`` for `lstm`), or `stack` params for a layers module's, a list with one
+      ``{"forward": ..., "backward": ...}`` dict per layer. Given a `Stack`, always that
+      stack's params: a cell's ``state_dict`` then fills a one-layer stack.
+
+    Raises:
+      ValueError: no PyTorch converter for the cell, unexpected or missing keys, wrong
+        shapes, or a result that does not fit ``model`` (another layer count, direction
+        or hidden size).
+    """
+    where = "from_torch"
+    conv = converter("torch", cell_name(model, where), where)
+    params = conv.read(state_dict)
+    if isinstance(model, Stack) and isinstance(params, Mapping):
+        params = [{"forward": params}]
+    _check(params, model, conv, where)
+    return params
 
 
-def to_torch_elman(params: CellParams | StackParams) -> dict[str, np.ndarray]:
-    """seqnets `elman` params (a cell's or `stack`'s) -> ``nn.RNNCell`` / ``nn.RNN`` ``state_dict``."""
-    return _write(params, "elman", _simple_to_torch)
+def to_torch(params: CellParams | StackParams, model: Cell | Stack | str) -> dict[str, np.ndarray]:
+    """seqnets parameters -> a PyTorch ``state_dict`` of NumPy arrays.
+
+    Args:
+      params: one cell's params (written with ``nn.LSTMCell``'s keys) or `stack` params
+        (``nn.LSTM``'s keys, ``weight_ih_l0``, ...).
+      model: a `Cell`, a `Stack` or a cell name, as for `from_torch`; a `Cell` or
+        `Stack` checks ``params`` against its ``init`` first.
+
+    Returns:
+      ``{name: float32 array}``. Load it with
+      ``module.load_state_dict({k: torch.from_numpy(v) for k, v in sd.items()})``.
+    """
+    where = "to_torch"
+    conv = converter("torch", cell_name(model, where), where)
+    _check(params, model, conv, where)
+    return conv.write(params)
 
 
-from_torch_rnn = deprecated_alias("from_torch_rnn", from_torch_elman)
-to_torch_rnn = deprecated_alias("to_torch_rnn", to_torch_elman)
+# The names of 0.1.0, deprecated (each call warns with its replacement), removed in 0.2.0.
+(from_torch_lstm, to_torch_lstm, from_torch_gru, to_torch_gru, from_torch_elman, to_torch_elman,
+ from_torch_rnn, to_torch_rnn) = deprecated_pairs(
+    from_torch, to_torch, {"lstm": "lstm", "gru": "gru", "elman": "elman", "rnn": "elman"})

@@ -70,7 +70,8 @@ def check_batch_divides(global_batch_size: int, num_devices: int) -> int:
         raise ValueError(
             f"the global batch of {global_batch_size} does not divide over {num_devices} "
             f"devices; use a multiple of {num_devices} (e.g. {lower or num_devices} or "
-            f"{lower + num_devices}), or choose the device count with --devices."
+            f"{lower + num_devices}), or a mesh over a device count that divides it "
+            "(seqnets.parallel.data_mesh(num_devices))."
         )
     return global_batch_size // num_devices
 

@@ -1,33 +1,43 @@
-"""`scan`: run any cell over a sequence with ``lax.scan``.
+"""`scan`: run any cell over a sequence with its recurrence family's kernel.
 
-The input projection of every time step can be computed before the loop, as one
-``(time * batch, input) @ (input, gates * hidden)`` matmul, so that the loop body keeps
-only ``h @ W_h`` and the gate math: the layer-level trick behind cuDNN's RNN speed. It is
-the default on accelerators; on the CPU, only for small buffers (see ``hoist``).
+The runner is the same for every family (`seqnets.ops`):
 
-A cell that is linear in its carry (``cell.linear``, e.g. `seqnets.min_gru`) can also run
-in ``"chunked"`` or ``"parallel"`` mode (`seqnets.sequence.linear`). ``checkpoint=k``
-splits time into blocks of ``k`` steps and keeps only the carry between blocks for the
-backward pass, which recomputes each block: memory ``O(T / k + k)`` instead of ``O(T)``.
+1. it checks the inputs and turns ``lengths``, ``resets`` and ``reverse`` into one
+   `seqnets.ops.masks.Steps` (per-step validity, resets in processing order), zeroes the
+   padded inputs and, for ``reverse``, flips each row's valid steps, all once;
+2. `seqnets.ops.registry` picks the kernel for the cell's family, ``mode``, dtype and
+   platform;
+3. a cell with a ``recurrence`` runs the whole sequence with that kernel; a classic cell
+   runs its ``step`` once per time step (the ``"nonlinear"`` family), after the input
+   projection of every step has been computed before the loop where that pays
+   (``hoist``): one ``(time * batch, input) @ (input, gates * hidden)`` matmul, the
+   layer-level trick behind cuDNN's RNN speed;
+4. it zeroes the outputs of padded steps and flips them back, once.
+
+``checkpoint=k`` splits time into blocks of ``k`` steps and keeps only the carry between
+blocks for the backward pass, which recomputes each block: memory ``O(T / k + k)``
+instead of ``O(T)``.
 """
 
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from seqnets.backend import resolve_hoist
-from seqnets.cells.base import Cell, check_carry, project_checked
-from seqnets.sequence.linear import ScanMode, linear_scan, resolve_mode
+from seqnets.cells.base import Cell, check_carry, check_positive_int, project_checked
+from seqnets.ops import masks, registry
+from seqnets.ops.masks import Steps
+from seqnets.ops.registry import ScanMode
 from seqnets.types import Array, Carry, Params
 from seqnets.varying import vary_like
 
-# One step of the loop: (carry, inputs of step t) -> (carry, output of step t).
-Step = Callable[[Carry, dict[str, Array]], tuple[Carry, Array]]
+# The whole sequence (or one checkpointed block): (carry, xs, steps) -> (carry, ys).
+Run = Callable[[Carry, Array, Steps], tuple[Carry, Array]]
 
 
 def scan(
@@ -53,9 +63,10 @@ def scan(
       params: the cell's parameters, from ``cell.init``.
       xs: inputs ``(batch, time, input_size)``, or ``(time, batch, input_size)`` with
         ``time_major=True``.
-      carry: the carry before the first step (each leaf ``(batch, hidden)``); zeros when
-        None. Pass the carry a previous call returned to continue a stream (stateful
-        truncated BPTT: wrap it in ``jax.lax.stop_gradient`` to cut the gradient).
+      carry: the carry before the first step (each leaf ``(batch, ...)``, any rank);
+        ``cell.initial_carry`` when None. Pass the carry a previous call returned to
+        continue a stream (stateful truncated BPTT: wrap it in ``jax.lax.stop_gradient``
+        to cut the gradient).
       lengths: optional int ``(batch,)`` in ``[0, time]`` for right-padded batches. Steps at
         ``t >= lengths[b]`` leave row ``b``'s carry unchanged and output zeros, so the final
         carry of each row is the carry after its last valid step. Padded inputs are
@@ -63,7 +74,7 @@ def scan(
         those of zero padding, and their own gradient is exactly zero.
       resets: optional bool ``(batch, time)`` (``(time, batch)`` if ``time_major``); True at
         ``t`` means a new episode starts at step ``t``: the carry is set to
-        ``cell.initial_carry`` (zeros) before step ``t`` runs. With ``reverse=True`` the same
+        ``cell.initial_carry`` before step ``t`` runs. With ``reverse=True`` the same
         array marks the same episodes: the reset happens before step ``t - 1``, the last
         step of the previous episode, which the reversed run processes first. Resets on
         padded steps are ignored.
@@ -71,15 +82,17 @@ def scan(
         original time order (what the backward half of a bidirectional layer needs).
       time_major: whether ``xs``, ``resets`` and ``ys`` put time first.
       unroll: passed to ``jax.lax.scan``.
-      hoist: True computes the input projection of all steps before the loop, as one
-        large matmul; False projects each step's input inside the loop, as Flax and Haiku
-        do; None (default) picks for the platform (`seqnets.backend.resolve_hoist`).
-        Linear cells in every mode always project all steps at once.
-      mode: how to evaluate the recurrence: ``"sequential"`` (one ``lax.scan`` step per
-        time step), ``"chunked"`` or ``"parallel"`` (linear cells only, see
-        `seqnets.sequence.linear`), or ``"auto"`` (`seqnets.sequence.linear.resolve_mode`
-        picks). Every mode gives the same result up to float32 rounding.
-      chunk_size: the chunk length of the chunked mode; ``ceil(sqrt(time))`` when None.
+      hoist: classic cells only: True computes the input projection of all steps before
+        the loop, as one large matmul; False projects each step's input inside the loop,
+        as Flax and Haiku do; None (default) picks for the platform
+        (`seqnets.backend.resolve_hoist`). Cells with a ``recurrence`` always project all
+        steps at once.
+      mode: how to evaluate the recurrence: ``"sequential"`` (one step per loop
+        iteration), ``"chunked"`` or ``"parallel"`` where the cell's family has such a
+        kernel (`seqnets.ops.registry.modes`), or ``"auto"``, the family's measured rule.
+        Every mode gives the same result up to float32 rounding.
+      chunk_size: the chunk length of the chunked mode; the family's default when None
+        (``ceil(sqrt(time))`` for the diagonal family).
       checkpoint: None, or a block length ``k``: the backward pass recomputes the forward
         pass of each block of ``k`` steps from the carry saved at its start, so that a
         training step stores ``O(time / k)`` carries and one block's intermediates
@@ -87,14 +100,15 @@ def scan(
         same. ``time`` need not be a multiple of ``k``.
 
     Returns:
-      ``(carry, ys)``: the final carry, same structure as the initial one, and the hidden
-      states ``ys``, ``(batch, time, hidden)`` (``(time, batch, hidden)`` if ``time_major``).
+      ``(carry, ys)``: the final carry, same structure as the initial one, and the
+      outputs ``ys``, ``(batch, time, hidden)`` (``(time, batch, hidden)`` if
+      ``time_major``).
 
     Raises:
       ValueError: when ``xs`` is not rank 3, its last axis does not match the parameters,
         the carry does not match the batch, ``lengths``/``resets`` have the wrong shape,
-        dtype or (when concrete) values, ``mode`` is unknown or needs a linear cell, or
-        ``checkpoint`` is not a positive int.
+        dtype or (when concrete) values, ``mode`` is unknown or the cell's family has no
+        such kernel, or ``chunk_size``/``checkpoint`` is not a positive int.
     """
     xs = _check_xs(xs, time_major)
     # Abstract evaluation only: lets the cell reject the input in the caller's own layout.
@@ -108,54 +122,77 @@ def scan(
     else:
         check_carry(cell.initial_carry, carry, batch, where="seqnets.scan")
         carry = jax.tree.map(lambda c, e: jnp.asarray(c, e.dtype), carry, initial)
+    if chunk_size is not None:
+        chunk_size = check_positive_int(chunk_size, "chunk_size", "seqnets.scan")
+    block = None if checkpoint is None else _check_checkpoint(checkpoint)
 
-    inputs: dict[str, Array] = {}
+    # The mask contract (seqnets.ops.masks), applied once for every family.
     if lengths is not None:
-        inputs["valid"] = valid = _valid_steps(_check_lengths(lengths, batch, time), time)
-        # Zeroed, not just masked afterwards: a NaN read by a padded step would reach every
-        # gradient through 0 * NaN in the backward pass.
-        xs = jnp.where(valid[..., None], xs, jnp.zeros_like(xs))
+        lengths = masks.check_lengths(lengths, batch, time, "seqnets.scan")
+    valid = None if lengths is None else masks.valid_steps(lengths, time)
+    reset = None
     if resets is not None:
-        inputs["reset"] = _step_resets(_check_resets(resets, batch, time, time_major),
-                                       inputs.get("valid"), reverse)
-    inputs["x"] = xs
+        reset = masks.step_resets(_check_resets(resets, batch, time, time_major), valid,
+                                  lengths, reverse)
+    xs = masks.zero_padded(xs, valid)
+    if reverse:
+        xs = masks.flip(xs, lengths)
+
     # Inside shard_map the inputs vary across devices: the carry must vary the same way,
     # and the parameters are cast once here rather than at every use inside the loop.
     carry, initial, params = vary_like((carry, initial, params), xs)
-    state = sum(leaf.shape[-1] for leaf in jax.tree.leaves(initial))
-    resolved = resolve_mode(mode, cell, time, batch, state)
+    kernel = _kernel(cell, mode, initial, time, batch)
 
-    def run(carry: Carry, inputs: dict[str, Array]) -> tuple[Carry, Array]:
-        """The whole sequence, or one checkpointed block of it."""
-        if cell.linear is not None:
-            return linear_scan(
-                cell, params, inputs["x"], carry, valid=inputs.get("valid"),
-                reset=inputs.get("reset"), mode=resolved, chunk_size=chunk_size,
-                reverse=reverse, unroll=unroll,
-            )
+    def run(carry: Carry, xs: Array, steps: Steps) -> tuple[Carry, Array]:
+        if cell.recurrence is not None:
+            return cell.recurrence.run(kernel, params, cell.project(params, xs), carry, steps,
+                                       chunk_size=chunk_size, unroll=unroll)
         if hoist:
-            inputs = {**inputs, "x": cell.project(params, inputs["x"])}
-        step = _cell_step(cell, params, hoist)
-        if "reset" in inputs:
-            step = _with_resets(step, initial)
-        if "valid" in inputs:
-            step = _with_lengths(step)
-        return jax.lax.scan(step, carry, inputs, reverse=reverse, unroll=unroll)
+            xs = cell.project(params, xs)
 
-    if checkpoint is None:
-        carry, ys = run(carry, inputs)
+        def step(carry: Carry, x_t: Array) -> tuple[Carry, Array]:
+            return cell.step(params, carry, x_t if hoist else cell.project(params, x_t))
+
+        ys, carry = kernel(step, carry, xs, initial=initial, valid=steps.valid,
+                           reset=steps.reset, unroll=unroll)
+        return carry, ys
+
+    steps = Steps(valid, reset)
+    if block is None:
+        carry, ys = run(carry, xs, steps)
     else:
-        carry, ys = _checkpointed(run, carry, inputs, _check_checkpoint(checkpoint), reverse)
+        carry, ys = _checkpointed(run, carry, xs, steps, block)
+    ys = masks.zero_padded(ys, valid)
+    if reverse:
+        ys = masks.flip(ys, lengths)
     return carry, (ys if time_major else jnp.swapaxes(ys, 0, 1))
 
 
-def _checkpointed(
-    run: Callable[[Carry, dict[str, Array]], tuple[Carry, Array]],
-    carry: Carry,
-    inputs: dict[str, Array],
-    block: int,
-    reverse: bool,
-) -> tuple[Carry, Array]:
+def _kernel(cell: Cell, mode: str | ScanMode, initial: Carry, time: int, batch: int):
+    """The kernel `seqnets.ops.registry` picks for ``cell``'s family and this run."""
+    family = cell.family
+    name = mode.value if isinstance(mode, ScanMode) else mode
+    if name in registry.MODES and name not in registry.modes(family):
+        if cell.recurrence is None:
+            raise ValueError(
+                f"seqnets.scan: the {cell.name!r} cell is not linear in its carry, so it "
+                f"runs only in modes {registry.modes(family)}; got mode={name!r}. Chunked "
+                "and parallel modes need a cell with a recurrence family that has them, "
+                "e.g. one built with seqnets.cells.make_linear_cell."
+            )
+        raise ValueError(
+            f"seqnets.scan: the {cell.name!r} cell ({family!r} family) runs only in modes "
+            f"{registry.modes(family)}; got mode={name!r}."
+        )
+    leaves = jax.tree.leaves(initial)
+    state = sum(math.prod(leaf.shape[1:]) for leaf in leaves)
+    _, kernel = registry.resolve(family, mode, dtype=jnp.result_type(*leaves), time=time,
+                                 batch=batch, state=state, where="seqnets.scan")
+    return kernel
+
+
+def _checkpointed(run: Run, carry: Carry, xs: Array, steps: Steps,
+                  block: int) -> tuple[Carry, Array]:
     """``run`` over blocks of ``block`` steps, rematerialised in the backward pass.
 
     An outer ``lax.scan`` over ``ceil(time / block)`` blocks carries the carry; each
@@ -163,83 +200,35 @@ def _checkpointed(
     carry at each block's start and recomputes the block. Padding steps at the end are
     frozen (``valid`` False), so they change neither the carry nor the kept outputs.
     """
-    time, batch = inputs["x"].shape[:2]
+    time, batch = xs.shape[:2]
     if time == 0:
-        return run(carry, inputs)
+        return run(carry, xs, steps)
     blocks = -(-time // block)
     pad = blocks * block - time
     if pad:
-        valid = inputs.get("valid", jnp.ones((time, batch), bool))
-        inputs = {
-            **{k: jnp.concatenate([v, jnp.zeros_like(v[:1]).repeat(pad, 0)]) for k, v in
-               inputs.items()},
-            "valid": jnp.concatenate([valid, jnp.zeros((pad, batch), bool)]),
-        }
-    blocked = jax.tree.map(lambda v: v.reshape(blocks, block, *v.shape[1:]), inputs)
-    carry, ys = jax.lax.scan(jax.checkpoint(run), carry, blocked, reverse=reverse)
+        def extend(v: Array) -> Array:
+            return jnp.concatenate([v, jnp.zeros((pad, *v.shape[1:]), v.dtype)])
+
+        valid = jnp.ones((time, batch), bool) if steps.valid is None else steps.valid
+        xs, steps = extend(xs), Steps(extend(valid),
+                                      None if steps.reset is None else extend(steps.reset))
+
+    def run_block(carry: Carry, inputs: tuple[Array, Steps]) -> tuple[Carry, Array]:
+        return run(carry, *inputs)
+
+    blocked = jax.tree.map(lambda v: v.reshape(blocks, block, *v.shape[1:]), (xs, steps))
+    carry, ys = jax.lax.scan(jax.checkpoint(run_block), carry, blocked)
     return carry, ys.reshape(blocks * block, *ys.shape[2:])[:time]
 
 
 def _check_checkpoint(checkpoint: int) -> int:
-    if not isinstance(checkpoint, int) or isinstance(checkpoint, bool) or checkpoint < 1:
+    if (isinstance(checkpoint, bool) or not isinstance(checkpoint, numbers.Integral)
+            or checkpoint < 1):
         raise ValueError(
             "seqnets.scan: checkpoint must be None or a positive int (the block length in "
             f"steps); got {checkpoint!r}."
         )
-    return checkpoint
-
-
-def _cell_step(cell: Cell, params: Params, hoisted: bool) -> Step:
-    """The cell's step on ``inputs["x"]``: projected already, or projected here."""
-
-    def step(carry: Carry, inputs: dict[str, Array]) -> tuple[Carry, Array]:
-        x_t = inputs["x"] if hoisted else cell.project(params, inputs["x"])
-        return cell.step(params, carry, x_t)
-
-    return step
-
-
-def _with_resets(step: Step, initial: Carry) -> Step:
-    """``step`` that first sets the carry of rows with ``inputs["reset"]`` to ``initial``."""
-
-    def reset_step(carry: Carry, inputs: dict[str, Array]) -> tuple[Carry, Array]:
-        return step(_where(inputs["reset"], initial, carry), inputs)
-
-    return reset_step
-
-
-def _with_lengths(step: Step) -> Step:
-    """``step`` that keeps the carry and outputs zeros in rows where ``inputs["valid"]`` is False."""
-
-    def masked_step(carry: Carry, inputs: dict[str, Array]) -> tuple[Carry, Array]:
-        new_carry, h = step(carry, inputs)
-        valid = inputs["valid"]
-        return _where(valid, new_carry, carry), jnp.where(valid[:, None], h, jnp.zeros_like(h))
-
-    return masked_step
-
-
-def _valid_steps(lengths: Array, time: int) -> Array:
-    """``(time, batch)`` bools: whether step ``t`` of row ``b`` lies before ``lengths[b]``."""
-    return jnp.arange(time)[:, None] < lengths[None, :]
-
-
-def _step_resets(reset: Array, valid: Array | None, reverse: bool) -> Array:
-    """``(time, batch)`` bools: reset the carry before step ``t`` (of the run's own order).
-
-    A reversed run meets the end of the previous episode first, so an episode starting at
-    ``t`` resets before step ``t - 1``; resets on padded steps are dropped.
-    """
-    if reverse:
-        shift = lambda m: jnp.concatenate([m[1:], jnp.zeros_like(m[:1])], axis=0)  # noqa: E731
-        reset = shift(reset)
-        return reset if valid is None else reset & shift(valid)
-    return reset if valid is None else reset & valid
-
-
-def _where(mask: Array, if_true: Carry, if_false: Carry) -> Carry:
-    """Selects per row: ``mask`` is ``(batch,)``, every carry leaf ``(batch, hidden)``."""
-    return jax.tree.map(lambda a, b: jnp.where(mask[:, None], a, b), if_true, if_false)
+    return int(checkpoint)
 
 
 def _check_xs(xs: Array, time_major: bool) -> Array:
@@ -251,30 +240,6 @@ def _check_xs(xs: Array, time_major: bool) -> Array:
             "For a single step use cell.apply; for one unbatched sequence add a batch axis."
         )
     return xs
-
-
-def _is_concrete(x: Array) -> bool:
-    return not isinstance(x, jax.core.Tracer)
-
-
-def _check_lengths(lengths: Array, batch: int, time: int) -> Array:
-    if not hasattr(lengths, "dtype"):
-        lengths = np.asarray(lengths)
-    if tuple(jnp.shape(lengths)) != (batch,):
-        raise ValueError(
-            f"seqnets.scan: lengths must have shape (batch,) = ({batch},); "
-            f"got shape {tuple(jnp.shape(lengths))}."
-        )
-    if not jnp.issubdtype(lengths.dtype, jnp.integer):
-        raise ValueError(f"seqnets.scan: lengths must be integers; got dtype {lengths.dtype}.")
-    if _is_concrete(lengths):
-        values = np.asarray(lengths)
-        if values.size and (values.min() < 0 or values.max() > time):
-            raise ValueError(
-                f"seqnets.scan: lengths must lie in [0, time] = [0, {time}]; got values in "
-                f"[{values.min()}, {values.max()}]."
-            )
-    return jnp.asarray(lengths, jnp.int32)
 
 
 def _check_resets(resets: Array, batch: int, time: int, time_major: bool) -> Array:

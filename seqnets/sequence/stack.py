@@ -2,7 +2,9 @@
 
 Each layer is a whole-sequence `scan`, so every layer's input projection can be hoisted
 out of its time loop. Parameters and carries are lists with one dict per layer,
-``{"forward": ...}`` or ``{"forward": ..., "backward": ...}``.
+``{"forward": ...}`` or ``{"forward": ..., "backward": ...}``. A unidirectional stack is
+itself a core, as Haiku's ``DeepRNN`` is: ``stack.step`` runs one time step through every
+layer, for sampling one token at a time.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from seqnets.cells.base import Array, Cell, check_params
+from seqnets.cells.base import Array, Cell, cell_constructor, check_params
+from seqnets.ops.masks import check_lengths
 from seqnets.sequence.dropout import dropout as apply_dropout
 from seqnets.sequence.dropout import state_dropout
 from seqnets.sequence.scan import scan
@@ -34,6 +37,9 @@ class Stack(NamedTuple):
         checkpoint=None) -> (carry, ys)``; ``xs (batch, time, input_size)``,
         ``ys (batch, time, output_size)``. Dropout runs between layers only when ``key``
         is given.
+      step: ``(params, carry, x_t) -> (carry, y_t)``: one time step through every layer
+        (unidirectional stacks only), ``x_t (batch, input_size)``, ``y_t (batch,
+        output_size)``; the same as ``apply`` on a sequence of one step, without dropout.
       cells: the cell of each layer.
       bidirectional: whether each layer also runs backward (outputs concatenated).
       dropout: the dropout rate between layers.
@@ -52,8 +58,10 @@ class Stack(NamedTuple):
     output_size: int
     recurrent_dropout: float = 0.0
     variational: bool = False
+    step: Callable[..., tuple[list, Array]] | None = None
 
 
+@cell_constructor
 def stack(
     cells: Cell | Sequence[Cell],
     *,
@@ -78,7 +86,8 @@ def stack(
         every step (Gal & Ghahramani 2016), instead of a fresh mask per step.
 
     Returns:
-      A `Stack`.
+      A `Stack`. Stacks built alike are the same object (a stable ``jax.jit`` static
+      argument), as cells are.
     """
     if isinstance(cells, Cell):
         cells = (cells,) * (1 if num_layers is None else num_layers)
@@ -162,10 +171,38 @@ def stack(
                                    time_axis=0 if time_major else 1)
         return new_carry, xs
 
+    def step(params: StackParams, carry: StackCarry, x_t: Array) -> tuple[StackCarry, Array]:
+        if bidirectional:
+            raise ValueError(
+                "stack.step: a bidirectional stack has no one-step form, since its backward "
+                "direction reads the whole sequence first; run stack.apply on the sequence."
+            )
+        _check_layers(params, carry, len(cells), "stack.step")
+        new_carry = []
+        for layer, cell in enumerate(cells):
+            layer_carry, x_t = cell.apply(params[layer]["forward"], carry[layer]["forward"], x_t)
+            new_carry.append({"forward": layer_carry})
+        return new_carry, x_t
+
     return Stack(
         init, initial_carry, apply, cells, bidirectional, dropout, width * cells[-1].hidden_size,
-        recurrent_dropout, variational,
+        recurrent_dropout, variational, step,
     )
+
+
+def _check_layers(params: Any, carry: Any, layers: int, where: str) -> None:
+    """ValueError unless ``params`` (and ``carry``) are lists with one entry per layer."""
+    for name, value in (("params", params), ("carry", carry)):
+        if value is None:
+            continue
+        if not isinstance(value, list | tuple) or not all(isinstance(v, dict) for v in value):
+            raise ValueError(
+                f"{where}: {name} must be a list with one dict per layer "
+                '({"forward": ...}), as stack.init and stack.initial_carry return; got '
+                f"{type(value).__name__}. A single cell's {name} belongs to cell.apply."
+            )
+        if len(value) != layers:
+            raise ValueError(f"{where}: {name} has {len(value)} layers; the stack has {layers}.")
 
 
 def final_outputs(
@@ -189,6 +226,10 @@ def final_outputs(
     Returns:
       ``(batch, features)``: the forward output after each row's last valid step, and for
       a bidirectional stack the backward output at step 0 concatenated after it.
+
+    Raises:
+      ValueError: when ``ys`` is not rank 3, has no steps and no ``lengths``, or
+        ``lengths`` is not int ``(batch,)`` in ``[0, time]``.
     """
     if bidirectional is not None:
         warnings.warn("final_outputs(bidirectional=...) is deprecated: pass stack=, the Stack "
@@ -201,13 +242,22 @@ def final_outputs(
             raise ValueError(f"final_outputs: ys has {ys.shape[-1]} features; the stack "
                              f"outputs {stack.output_size}.")
         bidirectional = stack.bidirectional
-    time = ys.shape[1]
+    if jnp.ndim(ys) != 3:
+        raise ValueError(f"final_outputs: ys must be (batch, time, features); got shape "
+                         f"{jnp.shape(ys)}.")
+    batch, time = ys.shape[:2]
     if lengths is None:
+        if time == 0:
+            raise ValueError("final_outputs: ys has no time steps, so there is no last output; "
+                             "pass lengths (all 0) to get zeros for empty sequences.")
         last = ys[:, time - 1]
     else:
-        index = jnp.clip(jnp.asarray(lengths) - 1, 0, time - 1)
+        lengths = check_lengths(lengths, batch, time, "final_outputs")
+        if time == 0:
+            return jnp.zeros((batch, ys.shape[-1]), ys.dtype)
+        index = jnp.clip(lengths - 1, 0, time - 1)
         last = jnp.take_along_axis(ys, index[:, None, None], axis=1)[:, 0]
-        last = jnp.where((jnp.asarray(lengths) > 0)[:, None], last, 0.0)
+        last = jnp.where((lengths > 0)[:, None], last, 0.0)
     if not bidirectional:
         return last
     half = ys.shape[-1] // 2
