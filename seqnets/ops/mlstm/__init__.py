@@ -96,18 +96,18 @@ def mlstm(q: Array, k: Array, v: Array, i: Array, f: Array, *,
 
     >>> import jax
     >>> from seqnets.ops import mlstm
-    >>> B, T, H, K, V = 2, 100, 4, 16, 8
+    >>> B, T, H, K, V = 2, 20, 2, 4, 3
     >>> ks = jax.random.split(jax.random.key(0), 5)
     >>> q, k = (jax.random.normal(s, (B, T, H, K)) for s in ks[:2])
     >>> v = jax.random.normal(ks[2], (B, T, H, V))
     >>> i, f = (3 * jax.random.normal(s, (B, T, H)) for s in ks[3:])
-    >>> h, (C, n, m) = mlstm(q, k, v, i, f, chunk_size=32)  # mode "auto": chunked
+    >>> h, (C, n, m) = mlstm(q, k, v, i, f, chunk_size=8)  # mode "auto": chunked
     >>> h.shape, C.shape, n.shape, m.shape
-    ((2, 100, 4, 8), (2, 4, 16, 8), (2, 4, 16), (2, 4))
-    >>> h2, _ = mlstm(q[:, 50:], k[:, 50:], v[:, 50:], i[:, 50:], f[:, 50:],
-    ...               initial_state=mlstm(q[:, :50], k[:, :50], v[:, :50], i[:, :50],
-    ...                                   f[:, :50], chunk_size=32)[1], chunk_size=32)
-    >>> bool(abs(h2 - h[:, 50:]).max() < 1e-4 * abs(h).max())  # the state carries on
+    ((2, 20, 2, 3), (2, 2, 4, 3), (2, 2, 4), (2, 2))
+    >>> first = mlstm(q[:, :10], k[:, :10], v[:, :10], i[:, :10], f[:, :10], chunk_size=8)
+    >>> h2, _ = mlstm(q[:, 10:], k[:, 10:], v[:, 10:], i[:, 10:], f[:, 10:],
+    ...               initial_state=first[1], chunk_size=8)
+    >>> bool(abs(h2 - h[:, 10:]).max() < 1e-4 * abs(h).max())  # the state carries on
     True
     """
     q, k, v, i, f = (jnp.asarray(x) for x in (q, k, v, i, f))
