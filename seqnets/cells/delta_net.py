@@ -47,10 +47,10 @@ from seqnets.cells.base import (
 )
 from seqnets.cells.matrix import (
     check_conv_size,
-    check_divisible,
     conv_init,
     expanded,
     gated_output,
+    head_count,
     l2_normalize,
     make_matrix_cell,
     split_heads,
@@ -93,7 +93,7 @@ def delta_net(
     D = check_hidden_size(hidden_size)
     key_width = expanded(name, D, expand_k, "expand_k")
     value_width = expanded(name, D, expand_v, "expand_v")
-    H = check_divisible(name, num_heads, 4, key_width=key_width, value_width=value_width)
+    H = head_count(name, num_heads, 4, key_width=key_width, value_width=value_width)
     K, V = key_width // H, value_width // H
     size = check_conv_size(name, conv_size)
     C = 2 * key_width + value_width

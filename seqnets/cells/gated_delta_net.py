@@ -51,11 +51,11 @@ from seqnets.cells.base import (
 )
 from seqnets.cells.matrix import (
     check_conv_size,
-    check_divisible,
     check_dt_range,
     conv_init,
     expanded,
     gated_output,
+    head_count,
     l2_normalize,
     log_uniform_dt_bias,
     make_matrix_cell,
@@ -106,7 +106,7 @@ def gated_delta_net(
     D = check_hidden_size(hidden_size)
     key_width = expanded(name, D, expand_k, "expand_k")
     value_width = expanded(name, D, expand_v, "expand_v")
-    H = check_divisible(name, num_heads, 6, key_width=key_width, value_width=value_width)
+    H = head_count(name, num_heads, 6, key_width=key_width, value_width=value_width)
     K, V = key_width // H, value_width // H
     size = check_conv_size(name, conv_size)
     check_dt_range(name, dt_min, dt_max)

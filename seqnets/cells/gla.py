@@ -44,9 +44,9 @@ from seqnets.cells.base import (
     matmul,
 )
 from seqnets.cells.matrix import (
-    check_divisible,
     expanded,
     gated_output,
+    head_count,
     make_matrix_cell,
     split_heads,
 )
@@ -87,7 +87,7 @@ def gla(
     D = check_hidden_size(hidden_size)
     key_width = expanded(name, D, expand_k, "expand_k")
     value_width = expanded(name, D, expand_v, "expand_v")
-    H = check_divisible(name, num_heads, 4, key_width=key_width, value_width=value_width)
+    H = head_count(name, num_heads, 4, key_width=key_width, value_width=value_width)
     K, V = key_width // H, value_width // H
     R = check_positive_int(gate_low_rank_dim, "gate_low_rank_dim", name)
     if not gate_logit_normalizer > 0:

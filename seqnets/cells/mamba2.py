@@ -52,9 +52,9 @@ from seqnets.cells.base import (
 )
 from seqnets.cells.matrix import (
     check_conv_size,
-    check_divisible,
     check_dt_range,
     conv_init,
+    head_count,
     log_uniform_dt_bias,
     make_matrix_cell,
     merge_heads,
@@ -109,7 +109,7 @@ def mamba2(
     N = check_positive_int(state_size, "state_size", name)
     if num_heads is None:
         num_heads = inner // 64 if inner % 64 == 0 else 1
-    H = check_divisible(name, num_heads, 1, inner_width=inner)
+    H = head_count(name, num_heads, 1, inner_width=inner)
     P = inner // H
     size = check_conv_size(name, conv_size)
     check_dt_range(name, dt_min, dt_max)

@@ -198,8 +198,7 @@ def make_matrix_cell(
                      recurrence=Recurrence(family, run))
 
 
-def check_divisible(name: str, num_heads: int | None, preferred: int,
-                    **dims: int) -> int:
+def head_count(name: str, num_heads: int | None, preferred: int, **dims: int) -> int:
     """The number of heads: ``num_heads``, or when None the largest count up to
     ``preferred`` that divides every one of ``dims``. ValueError when a given count does
     not divide them."""
