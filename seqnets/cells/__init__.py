@@ -9,10 +9,15 @@ from seqnets.cells.base import (
     make_cell,
     make_linear_cell,
 )
+from seqnets.cells.delta_net import delta_net
 from seqnets.cells.elman import elman, irnn
+from seqnets.cells.gated_delta_net import gated_delta_net
+from seqnets.cells.gla import gla
 from seqnets.cells.gru import gru
 from seqnets.cells.lru import lru
 from seqnets.cells.lstm import layer_norm_lstm, lstm
+from seqnets.cells.mamba2 import mamba2
+from seqnets.cells.matrix import make_matrix_cell
 from seqnets.cells.min_gru import min_gru
 from seqnets.cells.min_lstm import min_lstm
 from seqnets.cells.rg_lru import rg_lru
@@ -23,7 +28,10 @@ __all__ = [
     "Linear",
     "Recurrence",
     "SegmentCarry",
+    "delta_net",
     "elman",
+    "gated_delta_net",
+    "gla",
     "gru",
     "initializers",
     "irnn",
@@ -32,6 +40,8 @@ __all__ = [
     "lstm",
     "make_cell",
     "make_linear_cell",
+    "make_matrix_cell",
+    "mamba2",
     "min_gru",
     "min_lstm",
     "rg_lru",
