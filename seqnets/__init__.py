@@ -26,8 +26,10 @@ from seqnets.cells import (
     make_linear_cell,
     min_gru,
     min_lstm,
+    mlstm,
     rg_lru,
     s6,
+    slstm,
 )
 from seqnets.sequence import Stack, final_outputs, scan, stack
 
@@ -51,9 +53,11 @@ __all__ = [
     "make_linear_cell",
     "min_gru",
     "min_lstm",
+    "mlstm",
     "ops",
     "rg_lru",
     "s6",
     "scan",
+    "slstm",
     "stack",
 ]

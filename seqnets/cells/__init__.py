@@ -15,13 +15,16 @@ from seqnets.cells.lru import lru
 from seqnets.cells.lstm import layer_norm_lstm, lstm
 from seqnets.cells.min_gru import min_gru
 from seqnets.cells.min_lstm import min_lstm
+from seqnets.cells.mlstm import mlstm
 from seqnets.cells.rg_lru import rg_lru
 from seqnets.cells.s6 import s6
+from seqnets.cells.slstm import SLSTMState, slstm
 
 __all__ = [
     "Cell",
     "Linear",
     "Recurrence",
+    "SLSTMState",
     "SegmentCarry",
     "elman",
     "gru",
@@ -34,6 +37,8 @@ __all__ = [
     "make_linear_cell",
     "min_gru",
     "min_lstm",
+    "mlstm",
     "rg_lru",
     "s6",
+    "slstm",
 ]
