@@ -88,8 +88,8 @@ def test_resume_falls_back_from_a_damaged_newest_checkpoint(tmp_path, straight, 
 
 
 def test_array_checksums_catch_a_flipped_bit_orbax_reads_back(tmp_path, straight):
-    """Without the file manifest, orbax restores the flipped bit silently; the array
-    checksums in orbax's metadata catch it and name the array."""
+    """Without the file manifest, orbax restores the flipped bit silently; the Checkpointer
+    refuses a step whose manifest (its files' checksums) is missing, and falls back."""
     workdir = tmp_path / "run"
     shutil.copytree(straight[0], workdir)
     step_dir = workdir / "checkpoints" / "46"
