@@ -23,7 +23,6 @@ import math
 import os
 import signal
 import sys
-import threading
 from collections.abc import Callable, Iterator
 from typing import Any, NoReturn, TypeVar
 
@@ -149,9 +148,7 @@ def run(
             )
         except (ValueError, FileExistsError) as error:
             fail(error, USAGE_ERROR)
-        # The command line owns its process: the echoes of a failed write can arrive from
-        # orbax's threads after the error itself, up to the interpreter's exit.
-        quiet_orbax_thread_errors()
+        report_warnings()
         if saves_on_signal:
             stack.enter_context(stop_on_signals())
         try:
@@ -165,10 +162,11 @@ def run(
 def exit_now(line: str, code: int) -> NoReturn:
     """Prints ``line`` on stderr and ends the process with ``code`` at once.
 
-    tensorstore's callbacks may still fire during interpreter shutdown, when the hooks of
-    `quiet_orbax_thread_errors` no longer apply, and print "Event loop is closed"
-    tracebacks after the one line. Nothing is left to do: the checkpoints are written and
-    closed, the outputs written atomically, and the kernel releases the workdir's lock.
+    Nothing is left to do: the checkpoints are written and closed, the outputs written
+    atomically, and the kernel releases the workdir's lock. Ending here, rather than in the
+    interpreter's shutdown, keeps ``line`` the last one: a write that failed inside orbax
+    (one `seqnets.training.Checkpointer` could not foresee) leaves tensorstore callbacks
+    in flight that would print tracebacks during the shutdown.
     """
     print(line, file=sys.stderr)
     sys.stdout.flush()
@@ -176,42 +174,15 @@ def exit_now(line: str, code: int) -> NoReturn:
     os._exit(code)
 
 
-class _OrbaxThreadErrors(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "_SignalingThread.run() raised an exception" not in record.getMessage()
+class _WarningLines(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        print(f"warning: {record.getMessage()}", file=sys.stderr, flush=True)
 
 
-def _is_closed_loop_error(error: BaseException | None) -> bool:
-    return isinstance(error, RuntimeError) and str(error) == "Event loop is closed"
-
-
-def quiet_orbax_thread_errors() -> None:
-    """Hides the echoes of a failed checkpoint write from orbax's background threads.
-
-    When a write fails (disk full, read-only), orbax logs the error from each of its
-    worker threads, and tensorstore's callbacks, finding orbax's event loop closed, print
-    "Event loop is closed" tracebacks. The same error reaches the main thread, where
-    `seqnets.training.Checkpointer` turns it into one message with the step, the path and
-    the reason. Only these echoes are dropped; every other log record and exception
-    prints as before. For the command line only: it changes process-wide hooks.
-    """
-    logging.getLogger("absl").addFilter(_OrbaxThreadErrors())
-    excepthook, thread_hook = sys.excepthook, threading.excepthook
-
-    def quiet_excepthook(kind, value, traceback):
-        if not _is_closed_loop_error(value):
-            excepthook(kind, value, traceback)
-
-    def quiet_thread_hook(args):
-        if not _is_closed_loop_error(args.exc_value):
-            thread_hook(args)
-
-    unraisablehook = sys.unraisablehook
-
-    def quiet_unraisablehook(unraisable):
-        # tensorstore reports an exception in its callback with PyErr_WriteUnraisable.
-        if not _is_closed_loop_error(unraisable.exc_value):
-            unraisablehook(unraisable)
-
-    sys.excepthook, threading.excepthook = quiet_excepthook, quiet_thread_hook
-    sys.unraisablehook = quiet_unraisablehook
+def report_warnings() -> None:
+    """Prints the library's warnings (such as a damaged checkpoint moved aside) as
+    ``warning: <message>`` lines on stderr. The command line owns its process's logging."""
+    library = logging.getLogger("seqnets")
+    if not any(isinstance(h, _WarningLines) for h in library.handlers):
+        library.addHandler(_WarningLines(logging.WARNING))
+        library.propagate = False
