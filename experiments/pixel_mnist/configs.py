@@ -32,9 +32,10 @@ class Config(mnist_data.MnistConfig):
     num_layers: int = 2
     """Residual blocks, or stacked layers."""
     bidirectional: bool = False
-    """Also read the rows bottom to top and concatenate both directions."""
+    """With --model stack: also read the pixels last to first, and concatenate both
+    directions."""
     dropout: float = 0.0
-    """Dropout rate between stacked layers (training only)."""
+    """With --model stack: dropout rate between stacked layers (training only)."""
     mode: Literal["auto", "sequential", "chunked", "parallel"] = "auto"
     """How seqnets.scan evaluates a linear cell (classic cells: auto or sequential)."""
     chunk_size: int | None = None
@@ -51,6 +52,9 @@ def validate(config: Config) -> Config:
     config = mnist_data.effective(config)
     make_model(config)  # sizes, layers, dropout
     classification.check(config)
+    if config.model == "residual" and (config.bidirectional or config.dropout):
+        raise ValueError("--bidirectional and --dropout apply to --model stack only; the "
+                         "residual model has neither.")
     linear = models.CELLS[config.cell](1).family == "diagonal"
     if config.mode in ("chunked", "parallel") and not linear:
         raise ValueError(

@@ -23,7 +23,8 @@ def make_model(config: Config) -> models.Residual | sn.Stack:
     """The ``--model``; raises ValueError for a bad size, layer count or rate."""
     cell = models.CELLS[config.cell](config.hidden_size)
     if config.model == "stack":
-        return sn.stack(cell, num_layers=config.num_layers, dropout=config.dropout)
+        return sn.stack(cell, num_layers=config.num_layers, bidirectional=config.bidirectional,
+                        dropout=config.dropout)
     if config.num_layers < 1:
         raise ValueError(f"--num-layers must be at least 1; got {config.num_layers}.")
     return models.Residual(cell, config.hidden_size, config.num_layers, mode=config.mode,
