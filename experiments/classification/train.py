@@ -44,7 +44,11 @@ class Data(NamedTuple):
     Attributes:
       train: ``(inputs, labels)``, or ``(inputs, labels, mask)``: only the positions where
         ``mask`` (the shape of ``labels``, e.g. ``(examples, time)``) is not 0 count in the
-        loss and the accuracy (token classification with a loss on some positions only).
+        loss and the accuracy (token classification with a loss on some positions only),
+        each weighted by its mask value. A training step's loss is its batch's masked
+        mean (on several devices, the mean of each device's: equal when every example
+        has as many masked positions, as MQAR's queries); the test figures weigh each
+        batch by its mask's sum, so they are the masked mean over the whole test set.
       test: the same for evaluation.
       source: where the data came from (``results.json``'s ``data_source``).
       augment: ``(inputs, rng) -> inputs``, applied to each training batch, or None.
