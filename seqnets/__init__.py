@@ -31,8 +31,10 @@ from seqnets.cells import (
     mamba2,
     min_gru,
     min_lstm,
+    mlstm,
     rg_lru,
     s6,
+    slstm,
 )
 from seqnets.sequence import Stack, final_outputs, scan, stack
 
@@ -61,9 +63,11 @@ __all__ = [
     "mamba2",
     "min_gru",
     "min_lstm",
+    "mlstm",
     "ops",
     "rg_lru",
     "s6",
     "scan",
+    "slstm",
     "stack",
 ]

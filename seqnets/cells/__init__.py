@@ -20,13 +20,16 @@ from seqnets.cells.mamba2 import mamba2
 from seqnets.cells.matrix import make_matrix_cell
 from seqnets.cells.min_gru import min_gru
 from seqnets.cells.min_lstm import min_lstm
+from seqnets.cells.mlstm import mlstm
 from seqnets.cells.rg_lru import rg_lru
 from seqnets.cells.s6 import s6
+from seqnets.cells.slstm import SLSTMState, slstm
 
 __all__ = [
     "Cell",
     "Linear",
     "Recurrence",
+    "SLSTMState",
     "SegmentCarry",
     "delta_net",
     "elman",
@@ -44,6 +47,8 @@ __all__ = [
     "mamba2",
     "min_gru",
     "min_lstm",
+    "mlstm",
     "rg_lru",
     "s6",
+    "slstm",
 ]
