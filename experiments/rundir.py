@@ -203,6 +203,7 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
 
 
 def _config_changes(saved: dict[str, Any], config: dict[str, Any]) -> str:
+    config = json.loads(json.dumps(config))  # as saved: a tuple option reads back as a list
     changed = [f"{k}: saved {saved.get(k)!r}, now {v!r}" for k, v in config.items()
                if k not in RUN_OPTIONS and saved.get(k) != v]
     return ", ".join(changed)

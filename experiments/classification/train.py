@@ -71,12 +71,16 @@ class Task(NamedTuple):
       load_data: ``() -> Data``, called once the options are checked, before the workdir
         changes.
       title: the learning curve's title.
+      report: ``evaluate -> dict``: further results of the final parameters, added to
+        ``results.json`` (``evaluate(arrays)`` gives the mean loss and accuracy over
+        ``arrays``, a test set's ``(inputs, labels[, mask])``), or None.
     """
 
     init_params: Callable[[jax.Array], Any]
     logits: Callable[[Any, jax.Array, jax.Array | None], jax.Array]
     load_data: Callable[[], Data]
     title: str
+    report: Callable[[Callable[[tuple[np.ndarray, ...]], tuple[float, float]]], dict] | None = None
 
 
 def learning_rate(config: TrainConfig, steps_per_epoch: int) -> float | optax.Schedule:
@@ -264,7 +268,9 @@ def _train(config: TrainConfig, path: Path, task: Task, data: Data) -> dict:
     else:
         test_loss, test_acc = evaluate(eval_step, state.params, data.test, mesh)
     reporting.plot_learning_curve(log.records, path / "learning_curve.png", task.title)
-    return {
+    extra = {} if task.report is None else task.report(
+        lambda arrays: evaluate(eval_step, state.params, arrays, mesh))
+    return extra | {
         "test_accuracy": test_acc, "test_loss": test_loss,
         "test_examples": len(data.test[0]), "train_examples": len(data.train[0]),
         "steps": step, "total_steps": config.epochs * steps_per_epoch,
