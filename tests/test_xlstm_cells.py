@@ -16,8 +16,7 @@ the blocks, whose residuals add up), so the rounding error is a few 1e-7 relativ
 (absolute and relative) leaves a margin of about 10 and still catches a mask off by one
 step, a tap of the convolution in the wrong place or a gate read from the wrong input
 (each moves outputs by O(0.1-1); a head-norm eps of 1e-4 for 1e-5 moved them by 0.46).
-Gradients:
-`check_reference_slopes`. The TBPTT and shard_map tests compare two float32 programs of
+Gradients: `check_reference_slopes`. The TBPTT and shard_map tests compare two float32 programs of
 the same sums in other orders: 1e-5.
 
 Test time: one compiled program per configuration (forward, carry handoff and gradients
