@@ -101,7 +101,9 @@ def layer_norm_lstm(
       hidden_size: width ``H`` of ``h`` and ``c``.
       forget_bias: initial value of the forget-gate bias ``b[H:2H]``.
       epsilon: added to the variance in each normalisation.
-      input_init, recurrent_init, dtype: as for `lstm`.
+      input_init: as for `lstm`.
+      recurrent_init: as for `lstm`.
+      dtype: as for `lstm`.
 
     Returns:
       A `Cell` named ``"layer_norm_lstm"``. Parameters: ``w_x (input_size, 4H)``,

@@ -121,7 +121,9 @@ def make_matrix_cell(
         for GLA, or None) and, for the delta rule, ``beta (..., H)``. It must act on any
         leading axes (``(batch,)`` in ``step``, ``(time, batch)`` in a sequence).
       output: ``(params, o (..., H, V), m (..., P)) -> y (..., hidden_size)`` float32.
-      heads, key_dim, value_dim: ``H``, ``K`` and ``V`` of the state ``(batch, H, K, V)``.
+      heads: ``H`` of the state ``(batch, H, K, V)``.
+      key_dim: ``K`` of the state.
+      value_dim: ``V`` of the state.
       hidden_size: the width of ``y``.
       name: the cell's name.
       conv_channels: the number ``C`` of leading columns of ``p`` that the short causal
