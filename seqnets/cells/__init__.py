@@ -9,6 +9,8 @@ from seqnets.cells.base import (
     make_cell,
     make_linear_cell,
 )
+from seqnets.cells.config import Config, from_config, to_config
+from seqnets.cells.dtypes import Precision, matmul, precision
 from seqnets.cells.elman import elman, irnn
 from seqnets.cells.gru import gru
 from seqnets.cells.lru import lru
@@ -20,10 +22,13 @@ from seqnets.cells.s6 import s6
 
 __all__ = [
     "Cell",
+    "Config",
     "Linear",
+    "Precision",
     "Recurrence",
     "SegmentCarry",
     "elman",
+    "from_config",
     "gru",
     "initializers",
     "irnn",
@@ -32,8 +37,11 @@ __all__ = [
     "lstm",
     "make_cell",
     "make_linear_cell",
+    "matmul",
     "min_gru",
     "min_lstm",
+    "precision",
     "rg_lru",
     "s6",
+    "to_config",
 ]
