@@ -9,6 +9,9 @@
     (2, 5, 8)
 """
 
+import importlib
+from typing import Any
+
 from seqnets import ops
 from seqnets.cells import (
     Cell,
@@ -16,6 +19,7 @@ from seqnets.cells import (
     Recurrence,
     SegmentCarry,
     elman,
+    from_config,
     gru,
     initializers,
     irnn,
@@ -28,6 +32,7 @@ from seqnets.cells import (
     min_lstm,
     rg_lru,
     s6,
+    to_config,
 )
 from seqnets.sequence import Stack, final_outputs, scan, stack
 
@@ -41,6 +46,7 @@ __all__ = [
     "Stack",
     "elman",
     "final_outputs",
+    "from_config",
     "gru",
     "initializers",
     "irnn",
@@ -56,4 +62,20 @@ __all__ = [
     "s6",
     "scan",
     "stack",
+    "to_config",
 ]
+
+# Subpackages that `seqnets.NAME` reaches without an import of its own, imported on first
+# use: training and parallel pull optax and orbax (about a second), nnx needs Flax and
+# equinox Equinox, which are extras.
+_SUBMODULES = ("data", "equinox", "interop", "layers", "nnx", "parallel", "training")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        return importlib.import_module(f"seqnets.{name}")
+    raise AttributeError(f"module 'seqnets' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_SUBMODULES])
