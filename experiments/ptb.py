@@ -25,7 +25,7 @@ Dropout (non-recurrent, a fresh mask per step) acts on the embedding output, bet
 layers and before the softmax.
 
 Training reads the training text as 20 contiguous streams in windows of ``num_steps``
-(`seqnets.data.ptb.lm_streams`); the carry crosses every window with the gradient cut,
+(`seqnets.data.lm_streams`); the carry crosses every window with the gradient cut,
 and starts from zeros at each epoch, as the tutorial's ``run_epoch``. The windows run
 through `seqnets.training.tbptt.make_epoch_step`, one compiled ``lax.scan`` per call of
 ``--windows-per-call`` windows. Evaluation reads each split as one stream (batch 1) with
@@ -63,8 +63,8 @@ import seqnets as sn
 from experiments import cli, reporting
 from seqnets.cells.base import flat_matmul
 from seqnets.cpu import tune_allocator
-from seqnets.data import load_ptb
-from seqnets.data.ptb import EOS, decode, lm_streams
+from seqnets.data import lm_streams, load_ptb
+from seqnets.data.ptb import EOS, decode
 from seqnets.sequence.dropout import dropout as apply_dropout
 from seqnets.training import (
     Checkpointer,

@@ -21,7 +21,7 @@ from seqnets.cells.config import Config
 from seqnets.ops.masks import check_lengths
 from seqnets.sequence.dropout import dropout as apply_dropout
 from seqnets.sequence.dropout import state_dropout
-from seqnets.sequence.scan import scan
+from seqnets.sequence.runner import scan
 
 StackParams = list[dict[str, Any]]
 StackCarry = list[dict[str, Any]]
