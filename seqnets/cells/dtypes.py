@@ -3,13 +3,18 @@
 Every built-in cell takes two dtypes, as Flax's layers do:
 
 * ``param_dtype``, the dtype of the parameters ``init`` returns (float32 by default);
-* ``dtype``, the compute dtype: the operands of the cell's matmuls and the dtype of its
-  outputs ``ys`` (``param_dtype`` when None).
+* ``dtype``, the compute dtype (``param_dtype`` when None): the operands of the cell's
+  matmuls, the gate nonlinearities of the classic cells (LSTM, GRU, Elman) and the
+  outputs ``ys``.
 
 A third follows from them, the *state dtype*, ``promote(float32, dtype, param_dtype)``:
-the carry, the matmuls' accumulation, the pre-activations and the elementwise gate math.
-A recurrence adds into its carry at every step, so the carry is never narrower than
-float32: bfloat16 compute rounds the matmul operands and the outputs, not the state.
+the carry, the matmuls' accumulation, normalisation statistics and the diagonal family's
+coefficients. A recurrence adds into its carry at every step, so the carry is never
+narrower than float32; and a decay close to 1, such as 0.999, is 1.0 in bfloat16 (whose
+spacing below 1 is 2^-8), so the diagonal cells' ``a_t`` stays in the state dtype too.
+With bfloat16 compute, what the backward pass keeps of an LSTM stack (the gate values,
+the layers' outputs) is then mostly bfloat16: about 40 % fewer bytes than in float32
+(``benchmarks/precision_memory.py``).
 
 | cell built with | parameters | matmul operands | carry | outputs |
 |---|---|---|---|---|
@@ -21,8 +26,9 @@ float32: bfloat16 compute rounds the matmul operands and the outputs, not the st
 
 A cell of your own adopts this with `precision` (validates the two arguments) and
 ``make_cell(..., precision=p)`` (casts ``init``'s parameters to ``param_dtype``, the
-projection and the coefficients to the state dtype, the outputs to ``dtype``); its matmuls
-call `matmul` (or ``p.matmul``) and its ``initial_carry`` makes zeros of
+projection to the state dtype, the outputs to ``dtype``); its matmuls call `matmul` (or
+``p.matmul``), its gate math runs on ``p.cast_compute(pre_activations)``, the carry it
+returns is ``p.cast_state(...)``, and its ``initial_carry`` makes zeros of
 ``p.state_dtype``. 64-bit dtypes need JAX's 64-bit mode (``jax.enable_x64``); without it
 they are refused with that advice instead of being silently truncated to 32 bits.
 """
@@ -57,6 +63,14 @@ class Precision(NamedTuple):
         """The carry's and the gate math's dtype: ``promote(float32, dtype, param_dtype)``."""
         return np.dtype(jnp.promote_types(jnp.promote_types(jnp.float32, self.dtype),
                                           self.param_dtype))
+
+    def cast_compute(self, x: Array) -> Array:
+        """``x`` in the compute dtype (e.g. pre-activations before the gate math)."""
+        return x.astype(self.dtype)
+
+    def cast_state(self, x: Array) -> Array:
+        """``x`` in the state dtype (e.g. a carry computed from compute-dtype gates)."""
+        return x.astype(self.state_dtype)
 
     def matmul(self, x: Array, w: Array) -> Array:
         """`matmul` in this precision: ``x (..., k) @ w (k, n)``, operands in ``dtype``."""

@@ -64,8 +64,8 @@ def elman(
         return params
 
     def step(params: Params, h: Array, projected: Array):
-        h = activation(projected + p.matmul(h, params["w_h"]))
-        return h, h
+        h = activation(p.cast_compute(projected + p.matmul(h, params["w_h"])))
+        return p.cast_state(h), h
 
     return make_cell(
         init=init,

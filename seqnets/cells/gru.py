@@ -70,10 +70,12 @@ def gru(
         hw = p.matmul(h, params["w_h"])
         x_r, x_z, x_n = jnp.split(projected, 3, axis=-1)
         h_r, h_z, h_n = jnp.split(hw, 3, axis=-1)
-        r = jax.nn.sigmoid(x_r + h_r)
-        z = jax.nn.sigmoid(x_z + h_z)
-        n = jnp.tanh(x_n + r * (h_n + params["b_hn"] if use_bias else h_n))
-        h = (1.0 - z) * n + z * h
+        # Gates in the compute dtype; the new state mixes into h in the state dtype.
+        r = jax.nn.sigmoid(p.cast_compute(x_r + h_r))
+        z = jax.nn.sigmoid(p.cast_compute(x_z + h_z))
+        h_n = h_n + params["b_hn"] if use_bias else h_n
+        n = jnp.tanh(p.cast_compute(x_n + r * h_n))
+        h = p.cast_state((1.0 - z) * n + z * h)
         return h, h
 
     return make_cell(

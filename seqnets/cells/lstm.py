@@ -90,13 +90,14 @@ def lstm(
 
     def step(params: Params, carry: tuple[Array, Array], projected: Array):
         c, h = carry
-        z = projected + p.matmul(h, params["w_h"])
+        # Gates in the compute dtype; the memory cell accumulates in the state dtype.
+        z = p.cast_compute(projected + p.matmul(h, params["w_h"]))
         i, f, g, o = jnp.split(z, 4, axis=-1)
-        c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
-        h = jax.nn.sigmoid(o) * jnp.tanh(c)
+        c = p.cast_state(jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g))
+        h = jax.nn.sigmoid(o) * jnp.tanh(p.cast_compute(c))
         if P is not None:
-            h = p.matmul(h, params["w_hr"]).astype(c.dtype)
-        return (c, h), h
+            h = p.cast_compute(p.matmul(h, params["w_hr"]))
+        return (c, p.cast_state(h)), h
 
     return make_cell(
         init=init,
@@ -167,12 +168,13 @@ def layer_norm_lstm(
 
     def step(params: Params, carry: tuple[Array, Array], projected: Array):
         c, h = carry
-        z = projected + norm(p.matmul(h, params["w_h"])) * params["g_h"]
+        # Normalisation statistics in the state dtype, gates in the compute dtype.
+        z = p.cast_compute(projected + norm(p.matmul(h, params["w_h"])) * params["g_h"])
         i, f, g, o = jnp.split(z, 4, axis=-1)
-        c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
+        c = p.cast_state(jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g))
         c_norm = norm(c) * params["g_c"] + (params["b_c"] if use_bias else 0.0)
-        h = jax.nn.sigmoid(o) * jnp.tanh(c_norm)
-        return (c, h), h
+        h = jax.nn.sigmoid(o) * jnp.tanh(p.cast_compute(c_norm))
+        return (c, p.cast_state(h)), h
 
     return make_cell(
         init=init,
