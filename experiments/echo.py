@@ -96,12 +96,8 @@ def validate(config: Config) -> Config:
     """The effective config; raises ValueError naming a bad option, before any training."""
     config = effective(config)
     make_model(config)  # hidden size, layers
-    for name in ("series_length", "batch_size", "window", "echo_step", "epochs"):
-        if getattr(config, name) < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be at least 1; got "
-                             f"{getattr(config, name)}.")
-    if not config.learning_rate > 0:
-        raise ValueError(f"--learning-rate must be positive; got {config.learning_rate}.")
+    cli.check_at_least(config, 1, "series_length", "batch_size", "window", "echo_step", "epochs")
+    cli.check_positive(config, "learning_rate")
     series(config, [config.seed, 0])  # the rows must divide and hold a window
     return config
 
@@ -293,7 +289,8 @@ def train_and_evaluate(config: Config, workdir: str | Path) -> dict:
 
 def main(args: list[str] | None = None) -> None:
     """The command line: ``error: <message>`` and exit code 2 for a bad config."""
-    cli.run(Config, validate, train_and_evaluate, args)
+    # No checkpoints to save: SIGTERM and SIGINT end the run as usual.
+    cli.run(Config, validate, train_and_evaluate, args, saves_on_signal=False)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,10 @@ The defaults are the classic TensorFlow tutorial's set-up (LSTM 128, batch 128, 
 head on the last hidden state) trained for enough epochs, with a cosine learning-rate decay.
 Outputs in ``--workdir``: ``metrics.jsonl`` (one line per epoch), ``learning_curve.png``,
 ``results.json``, ``config.json`` and orbax checkpoints (``--resume`` continues a run).
+Each checkpoint holds the train state, the running sums of the epoch in progress (so a
+resumed epoch's train loss covers the whole epoch) and a copy of the config; an epoch's
+record is written before the checkpoint that ends it. SIGTERM or SIGINT saves at the next
+step and exits (see `experiments.cli`).
 """
 
 from __future__ import annotations
@@ -120,17 +124,10 @@ def validate(config: Config, task: Task | None = None) -> Config:
     """The effective config; raises ValueError naming a bad option, before any data loads."""
     config = effective(config)
     (task or ROWS).make_model(config)  # hidden size, layers, dropout
-    for name in ("epochs", "batch_size", "checkpoint_every", "keep_checkpoints",
-                 "train_examples", "test_examples"):
-        value = getattr(config, name)
-        if value is not None and value < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be at least 1; got {value}.")
-    if not config.learning_rate > 0:
-        raise ValueError(f"--learning-rate must be positive; got {config.learning_rate}.")
-    if config.clip_norm is not None and not config.clip_norm > 0:
-        raise ValueError(f"--clip-norm must be positive; got {config.clip_norm}.")
-    if config.augment_shift < 0:
-        raise ValueError(f"--augment-shift must be >= 0; got {config.augment_shift}.")
+    cli.check_at_least(config, 1, "epochs", "batch_size", "checkpoint_every",
+                       "keep_checkpoints", "train_examples", "test_examples")
+    cli.check_at_least(config, 0, "seed", "augment_shift")
+    cli.check_positive(config, "learning_rate", "clip_norm")
     if config.train_examples is not None and config.train_examples < config.batch_size:
         raise ValueError(
             f"--train-examples {config.train_examples} is less than one batch of "
@@ -230,34 +227,62 @@ def epoch_batches(config: Config, data_key: jax.Array, images: np.ndarray, label
         yield random_shift(images[idx], config.augment_shift, rng), labels[idx]
 
 
-def train_epoch(train_step, state, batches, mesh, checkpointer: Checkpointer,
-                bar: tqdm) -> tuple[Any, dict[str, float]]:
-    """Runs ``train_step`` over ``batches``, saving the checkpoints that fall due.
+METRICS = ("loss", "accuracy")
 
-    Returns the new state and the epoch's mean train ``loss`` and ``accuracy``. The
-    metrics stay on the device until the epoch ends (no host sync per step but the
-    progress bar's every 20 steps).
+
+def zero_sums() -> dict[str, jax.Array]:
+    """The running sums of an epoch's train metrics before its first step."""
+    return {k: jnp.zeros((), jnp.float32) for k in METRICS}
+
+
+@jax.jit
+def add_metrics(sums: dict, metrics: dict) -> dict:
+    # One float32 add per step in a fixed order: a resumed epoch continues the saved sums
+    # and ends with the same bits as an uninterrupted one.
+    return {k: sums[k] + metrics[k] for k in sums}
+
+
+def saved_tree(state, sums: dict | None = None) -> dict:
+    """What a checkpoint holds: ``{"state": TrainState, "epoch": running sums}`` (restore
+    into ``saved_tree(like_state)``)."""
+    return {"state": state, "epoch": zero_sums() if sums is None else sums}
+
+
+def save(checkpointer: Checkpointer, state, sums: dict, *, force: bool = False) -> bool:
+    """Saves the state and the epoch's sums, after `check_finite`: a checkpoint never holds
+    a state that skipped an update."""
+    check_finite(state)
+    return checkpointer.save(saved_tree(state, sums), step=int(state.step), force=force)
+
+
+def train_epoch(train_step, state, sums: dict, batches, mesh, checkpointer: Checkpointer,
+                bar: tqdm, epoch_end: int) -> tuple[Any, dict, bool]:
+    """Runs ``train_step`` over ``batches``, adding each step's metrics to ``sums`` and
+    saving the checkpoints that fall due before step ``epoch_end`` (that one is saved after
+    the epoch's record is written).
+
+    Returns ``(state, sums, stopped)``: ``stopped`` when a signal asked the run to stop
+    (`cli.stop_requested`); the loop then ends after the step in progress. The metrics
+    stay on the device (no host sync per step but the progress bar's every 20 steps).
 
     Raises:
-      seqnets.training.NonFiniteError: naming the first step whose update was skipped
-        because its gradient was not finite.
+      seqnets.training.NonFiniteError: at a checkpoint, naming the first skipped step.
     """
     step = int(state.step)
-    history = []
+    recent = []
     for batch in batches:
         state, metrics = train_step(state, shard_batch(batch, mesh))
+        sums = add_metrics(sums, metrics)
         step += 1
-        history.append(metrics)
-        if step % checkpointer.save_every == 0:
-            checkpointer.save(state)
+        if step % checkpointer.save_every == 0 and step != epoch_end:
+            save(checkpointer, state, sums)
+        if cli.stop_requested() is not None and step != epoch_end:
+            return state, sums, True
         bar.update()
-        if len(history) % 20 == 0:
-            recent = jax.device_get(history[-20:])
-            bar.set_postfix(loss=f"{np.mean([m['loss'] for m in recent]):.4f}")
-    check_finite(state)  # once per epoch: names the first skipped step, if any
-    history = jax.device_get(history)
-    means = {k: float(np.mean([m[k] for m in history])) for k in ("loss", "accuracy")}
-    return state, means
+        recent = [*recent[-19:], metrics["loss"]]
+        if step % 20 == 0:
+            bar.set_postfix(loss=f"{np.mean(jax.device_get(recent)):.4f}")
+    return state, sums, False
 
 
 def evaluate(eval_step, params, images: np.ndarray, labels: np.ndarray, mesh,
@@ -282,26 +307,31 @@ def load_data(config: Config):
             data.test_images[:n_test], data.test_labels[:n_test], data.source)
 
 
-def restore(checkpointer: Checkpointer, state):
-    """The newest intact checkpoint's state (damaged ones are moved aside), or ``state``
-    when there is none yet."""
+def restore(checkpointer: Checkpointer, tree: dict) -> dict:
+    """The newest intact checkpoint (damaged ones are moved aside) in ``tree``'s structure,
+    or ``tree`` when there is none yet."""
     try:
-        state = checkpointer.restore(state)
+        tree = checkpointer.restore(tree)
     except FileNotFoundError:
         print(f"no checkpoint in {checkpointer.directory} yet: starting at step 0")
-        return state
-    print(f"resumed from step {int(state.step)} in {checkpointer.directory}")
-    return state
+        return tree
+    print(f"resumed from step {int(tree['state'].step)} in {checkpointer.directory}")
+    return tree
 
 
 def train_and_evaluate(config: Config, workdir: str | Path, task: Task = ROWS) -> dict:
     """Trains, evaluates on the test set every epoch, writes outputs, returns the results."""
+    with reporting.locked(workdir):  # already held when called from the command line
+        return _train_and_evaluate(config, Path(workdir), task)
+
+
+def _train_and_evaluate(config: Config, workdir: Path, task: Task) -> dict:
     start_time = time.perf_counter()
     config = validate(config, task)
+    train_x, train_y, test_x, test_y, source = load_data(config)
     workdir = reporting.prepare_workdir(
         workdir, dataclasses.asdict(config), resume=config.resume, overwrite=config.overwrite
     )
-    train_x, train_y, test_x, test_y, source = load_data(config)
     mesh = data_mesh(config.devices, jax.local_devices())
     steps_per_epoch = num_batches(len(train_x), config.batch_size)
     model = task.make_model(config)
@@ -310,23 +340,34 @@ def train_and_evaluate(config: Config, workdir: str | Path, task: Task = ROWS) -
     state = create_train_state(task.init_params(model, init_key), optimizer, step_key)
     train_step, eval_step = make_steps(config, task, model, optimizer, mesh)
     checkpointer = Checkpointer(workdir / reporting.CHECKPOINT_DIR,
-                                save_every=config.checkpoint_every, keep=config.keep_checkpoints)
+                                save_every=config.checkpoint_every, keep=config.keep_checkpoints,
+                                config=dataclasses.asdict(config))
+    saved = saved_tree(state)
     if config.resume:
-        state = restore(checkpointer, state)
-    state = replicate(state, mesh)
+        saved = restore(checkpointer, saved)
+    state, sums = replicate((saved["state"], saved["epoch"]), mesh)
     step = int(state.step)
     log = reporting.MetricsLog(workdir, keep_until_step=step)
 
     for epoch in range(step // steps_per_epoch, config.epochs):
         first = step % steps_per_epoch
+        if first == 0:
+            sums = replicate(zero_sums(), mesh)
         bar = tqdm(total=steps_per_epoch, initial=first, desc=f"epoch {epoch + 1}/{config.epochs}",
                    disable=not config.progress, leave=False, unit="step")
         epoch_start = time.perf_counter()
         batches = epoch_batches(config, data_key, train_x, train_y, epoch, first)
-        state, train = train_epoch(train_step, state, batches, mesh, checkpointer, bar)
-        bar.close()
-        epoch_time = time.perf_counter() - epoch_start
         step = (epoch + 1) * steps_per_epoch
+        state, sums, stopped = train_epoch(train_step, state, sums, batches, mesh, checkpointer,
+                                           bar, epoch_end=step)
+        bar.close()
+        if stopped:
+            save(checkpointer, state, sums, force=True)
+            checkpointer.close()
+            raise cli.InterruptedRun(cli.stop_requested(), int(state.step), checkpointer.directory)
+        epoch_time = time.perf_counter() - epoch_start
+        check_finite(state)  # names the first skipped step, if any
+        train = {k: float(v) / steps_per_epoch for k, v in jax.device_get(sums).items()}
         test_loss, test_acc = evaluate(eval_step, state.params, test_x, test_y, mesh)
         record = {
             "epoch": epoch + 1, "step": step,
@@ -334,11 +375,17 @@ def train_and_evaluate(config: Config, workdir: str | Path, task: Task = ROWS) -
             "test_loss": test_loss, "test_accuracy": test_acc, "epoch_seconds": epoch_time,
             "examples_per_second": (steps_per_epoch - first) * config.batch_size / epoch_time,
         }
-        log.write(record)
+        log.write(record)  # before the checkpoint of this step: a kill between loses nothing
+        if step % checkpointer.save_every == 0:
+            save(checkpointer, state, sums)
         print(f"epoch {epoch + 1:3d}  train loss {train['loss']:.4f} acc {train['accuracy']:.4f}  "
               f"test loss {test_loss:.4f} acc {test_acc:.4f}  ({epoch_time:.1f} s, "
               f"{record['examples_per_second']:.0f} ex/s)", flush=True)
-    checkpointer.save(state, force=True)
+        if cli.stop_requested() is not None:
+            save(checkpointer, state, sums, force=True)
+            checkpointer.close()
+            raise cli.InterruptedRun(cli.stop_requested(), step, checkpointer.directory)
+    save(checkpointer, state, sums, force=True)
     checkpointer.close()
 
     last = log.records[-1] if log.records else None

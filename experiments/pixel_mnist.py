@@ -47,7 +47,8 @@ class Config(mnist_rows.Config):
     mode: Literal["auto", "sequential", "chunked", "parallel"] = "auto"
     """How seqnets.scan evaluates a linear cell (classic cells: auto or sequential)."""
     chunk_size: int | None = None
-    """Chunk length for --mode chunked (default: about sqrt(784))."""
+    """Chunk length for --mode chunked, 1 to 784 (default: about sqrt(784)); only with
+    --mode chunked."""
     permute: bool = False
     """psMNIST: read the pixels in one fixed order drawn from --permutation-seed."""
     permutation_seed: int = 92916
@@ -109,7 +110,24 @@ def task(config: Config) -> mnist_rows.Task:
 
 
 def validate(config: Config) -> Config:
-    return mnist_rows.validate(config, task(config))
+    """The effective config; raises ValueError naming a bad option, before any data loads."""
+    config = mnist_rows.validate(config, task(config))
+    linear = models.CELLS[config.cell](1).linear is not None
+    if config.mode in ("chunked", "parallel") and not linear:
+        raise ValueError(
+            f"--mode {config.mode} needs a linear recurrent cell (min_gru, min_lstm, lru, "
+            f"rg_lru); --cell {config.cell} runs only with --mode auto or sequential."
+        )
+    if config.chunk_size is not None:
+        if config.mode != "chunked":
+            raise ValueError(
+                f"--chunk-size {config.chunk_size} is used only with --mode chunked (this run "
+                f"is --mode {config.mode}); drop --chunk-size or pass --mode chunked."
+            )
+        if not 1 <= config.chunk_size <= PIXELS:
+            raise ValueError(f"--chunk-size must lie in [1, {PIXELS}] (the sequence has "
+                             f"{PIXELS} steps); got {config.chunk_size}.")
+    return config
 
 
 def train_and_evaluate(config: Config, workdir: str | Path) -> dict:

@@ -40,13 +40,15 @@ Inan et al. 2017) and ``--cell layer_norm_lstm`` (Ba et al. 2016).
 Outputs in ``--workdir``: ``metrics.jsonl`` (one line per epoch), ``perplexity.png``,
 ``results.json``, ``config.json`` and orbax checkpoints, one per epoch (``--resume``
 continues from the last one; a run killed mid-epoch redoes that epoch, bit for bit).
+SIGTERM or SIGINT saves mid-epoch, after the call of ``--windows-per-call`` windows in
+progress: that checkpoint also holds the carry and the epoch's running loss sum, so that
+``--resume`` continues the epoch bit for bit (see `experiments.cli`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import math
 import time
 from pathlib import Path
@@ -64,15 +66,17 @@ from experiments import cli, reporting
 from seqnets.cells.base import flat_matmul
 from seqnets.cpu import tune_allocator
 from seqnets.data import lm_streams, load_ptb
-from seqnets.data.ptb import EOS, decode
+from seqnets.data.ptb import EOS, TOKENS, decode
 from seqnets.sequence.dropout import dropout as apply_dropout
 from seqnets.training import (
     Checkpointer,
+    NonFiniteError,
     TrainState,
     check_finite,
     create_train_state,
     skip_nonfinite,
 )
+from seqnets.training.checkpoint import saved_configs
 from seqnets.training.tbptt import make_epoch_step, split_windows
 
 VOCAB_SIZE = 10_000
@@ -155,7 +159,7 @@ class Config:
     """Instead of training: print this many words sampled from --workdir's last checkpoint
     (the model's options are read from the run's config.json)."""
     temperature: float = 1.0
-    """Sampling temperature (with --sample): logits are divided by it."""
+    """Sampling temperature (with --sample), a finite number > 0: logits are divided by it."""
 
 
 def effective(config: Config) -> Config:
@@ -166,7 +170,10 @@ def effective(config: Config) -> Config:
     if config.smoke:
         config = dataclasses.replace(
             config, epochs=min(config.epochs, 2), max_epoch=min(config.max_epoch, 1),
-            train_tokens=config.train_tokens or 10_020, eval_tokens=config.eval_tokens or 2_000,
+            # Only an unset size takes the smoke value: a given one (even 0) stays, and is
+            # validated as given.
+            train_tokens=10_020 if config.train_tokens is None else config.train_tokens,
+            eval_tokens=2_000 if config.eval_tokens is None else config.eval_tokens,
         )
     return config
 
@@ -174,21 +181,38 @@ def effective(config: Config) -> Config:
 def validate(config: Config) -> Config:
     """The effective config; raises ValueError naming a bad option, before any training."""
     config = effective(config)
-    for name in ("num_layers", "hidden_size", "num_steps", "epochs", "max_epoch",
-                 "windows_per_call", "eval_window"):
-        if getattr(config, name) < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be at least 1; got "
-                             f"{getattr(config, name)}.")
-    for name in ("learning_rate", "init_scale", "clip_norm", "lr_decay"):
-        if not getattr(config, name) > 0:
-            raise ValueError(f"--{name.replace('_', '-')} must be positive; got "
-                             f"{getattr(config, name)}.")
-    for name in ("train_tokens", "eval_tokens"):
-        if getattr(config, name) is not None and getattr(config, name) < 2:
-            raise ValueError(f"--{name.replace('_', '-')} must be at least 2; got "
-                             f"{getattr(config, name)}.")
+    cli.check_at_least(config, 1, "num_layers", "hidden_size", "num_steps", "epochs",
+                       "max_epoch", "windows_per_call", "eval_window")
+    cli.check_at_least(config, 0, "seed")
+    cli.check_at_least(config, 2, "train_tokens", "eval_tokens")
+    cli.check_positive(config, "learning_rate", "init_scale", "clip_norm", "lr_decay")
+    # The splits' sizes are fixed (seqnets.data.ptb checks every file's sha256), so the
+    # options that depend on them are checked here, before an epoch is spent.
+    tokens = TOKENS["train"] if config.train_tokens is None else min(config.train_tokens,
+                                                                     TOKENS["train"])
+    stream = tokens // BATCH_SIZE  # tokens per stream; a window needs num_steps + 1
+    if stream - 1 < config.num_steps:
+        raise ValueError(
+            f"--num-steps {config.num_steps} is longer than each of the {BATCH_SIZE} training "
+            f"streams ({tokens:,} tokens give {stream:,} per stream, and a window needs "
+            f"num_steps + 1): use at most {max(stream - 1, 0)}, or more --train-tokens."
+        )
+    evaluated = max(TOKENS["valid"], TOKENS["test"]) if config.eval_tokens is None else min(
+        config.eval_tokens, max(TOKENS["valid"], TOKENS["test"]))
+    if config.eval_window > evaluated:
+        raise ValueError(
+            f"--eval-window {config.eval_window} exceeds the {evaluated:,} tokens evaluated; "
+            f"use at most {evaluated} (it only bounds the memory of one evaluation call)."
+        )
     make_model(config)  # dropout rates
     return config
+
+
+def check_sampling(config: Config) -> None:
+    """Raises ValueError for a bad ``--sample`` or ``--temperature``."""
+    cli.check_at_least(config, 0, "sample", "seed")
+    if config.sample:
+        cli.check_positive(config, "temperature")
 
 
 def uniform(scale: float):
@@ -255,6 +279,14 @@ def token_nll(logits: jax.Array, y: jax.Array) -> jax.Array:
     return optax.softmax_cross_entropy_with_integer_labels(logits, y)
 
 
+MAX_NLL = 709.0  # math.exp overflows a float above about 709.78
+
+
+def perplexity(nll: float) -> float:
+    """``exp(nll)``, or infinity where that overflows a float (a diverged run's loss)."""
+    return math.exp(nll) if nll < MAX_NLL else math.inf
+
+
 def make_loss_fn(config: Config, model: sn.Stack):
     """The TBPTT loss: ``(params, carry, (x, y), key) -> (loss, (carry, {"nll": mean}))``.
 
@@ -317,7 +349,7 @@ def evaluate(eval_fn, model: sn.Stack, params: dict, ids: np.ndarray, window: in
         s = slice(start, start + window)
         carry, nll = eval_fn(params, carry, x[None, s], y[None, s], weight[None, s])
         total += float(nll)
-    return math.exp(total / count)
+    return perplexity(total / count)
 
 
 def load_data(config: Config):
@@ -348,6 +380,15 @@ def initial_state(config: Config, model: sn.Stack, optimizer) -> TrainState:
     return create_train_state(init_params(config, model, init_key), optimizer, step_key)
 
 
+def saved_tree(config: Config, model: sn.Stack, state: TrainState, carry=None,
+               nll_sum=None) -> dict:
+    """What a checkpoint holds: the state, and the epoch in progress (its carry and summed
+    window losses; restore into ``saved_tree(config, model, like_state)``)."""
+    return {"state": state, "epoch": {
+        "carry": model.initial_carry(BATCH_SIZE) if carry is None else carry,
+        "nll_sum": jnp.zeros((), jnp.float32) if nll_sum is None else nll_sum}}
+
+
 def train_and_evaluate(config: Config, workdir: str | Path, *,
                        stop_after_epoch: int | None = None) -> dict:
     """Trains, reports the valid perplexity every epoch, tests, writes outputs.
@@ -355,11 +396,16 @@ def train_and_evaluate(config: Config, workdir: str | Path, *,
     ``stop_after_epoch`` ends the run right after that epoch's checkpoint, as a kill would
     (the tests use it; `--resume` continues).
     """
+    with reporting.locked(workdir):  # already held when called from the command line
+        return _train_and_evaluate(config, Path(workdir), stop_after_epoch)
+
+
+def _train_and_evaluate(config: Config, workdir: Path, stop_after_epoch: int | None) -> dict:
     start_time = time.perf_counter()
-    config = effective(config)
+    config = validate(config)
+    data, train_ids, valid_ids, test_ids = load_data(config)
     workdir = reporting.prepare_workdir(workdir, dataclasses.asdict(config),
                                         resume=config.resume, overwrite=config.overwrite)
-    data, train_ids, valid_ids, test_ids = load_data(config)
     x, y = lm_streams(train_ids, BATCH_SIZE, config.num_steps)
     windows = split_windows((x, y), config.num_steps)  # (n, batch, num_steps) each
     windows_per_epoch = windows[0].shape[0]
@@ -369,48 +415,78 @@ def train_and_evaluate(config: Config, workdir: str | Path, *,
     state = initial_state(config, model, optimizer)
 
     checkpointer = Checkpointer(workdir / reporting.CHECKPOINT_DIR, save_every=windows_per_epoch,
-                                keep=2)
+                                keep=2, config=dataclasses.asdict(config))
+    saved = saved_tree(config, model, state)
     if config.resume and checkpointer.latest_step() is not None:
-        state = checkpointer.restore(state)
-        print(f"resumed from step {int(state.step)} in {checkpointer.directory}")
+        saved = checkpointer.restore(saved)
+        print(f"resumed from step {int(saved['state'].step)} in {checkpointer.directory}")
+    state = saved["state"]
     log = reporting.MetricsLog(workdir, keep_until_step=int(state.step))
     first_epoch = int(state.step) // windows_per_epoch
     chunk = max(1, config.windows_per_call)
+
+    def save(force: bool = True) -> None:
+        check_finite(state)  # a checkpoint never holds a state that skipped an update
+        checkpointer.save(saved_tree(config, model, state, carry, nll_sum),
+                          step=int(state.step), force=force)
+
     for epoch in range(first_epoch, config.epochs):
-        carry = model.initial_carry(BATCH_SIZE)  # each epoch starts from zeros (run_epoch)
-        nll_sums = []
-        bar = tqdm(total=windows_per_epoch, desc=f"epoch {epoch + 1}/{config.epochs}",
+        first = int(state.step) - epoch * windows_per_epoch  # > 0 only when resumed mid-epoch
+        if first == 0:
+            carry = model.initial_carry(BATCH_SIZE)  # each epoch starts from zeros (run_epoch)
+            nll_sum = jnp.zeros((), jnp.float32)
+        else:
+            carry, nll_sum = saved["epoch"]["carry"], saved["epoch"]["nll_sum"]
+        bar = tqdm(total=windows_per_epoch, initial=first, desc=f"epoch {epoch + 1}/{config.epochs}",
                    disable=not config.progress, leave=False, unit="window")
         epoch_start = time.perf_counter()
-        for begin in range(0, windows_per_epoch, chunk):
+        for begin in range(first, windows_per_epoch, chunk):
             part = jax.tree.map(lambda w, b=begin: w[b : b + chunk], windows)
             state, carry, metrics = epoch_step(state, carry, part)
-            nll_sums.append(jnp.sum(metrics["nll"]))  # stays on the device: no sync
+            # One float32 add per call, in order (no sync): a resumed epoch ends alike.
+            nll_sum = nll_sum + jnp.sum(metrics["nll"])
             bar.update(part[0].shape[0])
-        train_nll = float(sum(nll_sums)) / windows_per_epoch
+            if cli.stop_requested() is not None and begin + chunk < windows_per_epoch:
+                bar.close()
+                save()
+                checkpointer.close()
+                raise cli.InterruptedRun(cli.stop_requested(), int(state.step), checkpointer.directory)
         bar.close()
         epoch_seconds = time.perf_counter() - epoch_start
-        check_finite(state)
+        check_finite(state)  # before any figure of a run that skipped an update
+        train_nll = float(nll_sum) / windows_per_epoch
+        if not train_nll < MAX_NLL:  # every update finite, but the run has diverged
+            kept = checkpointer.all_steps()
+            raise NonFiniteError(
+                f"epoch {epoch + 1}: the mean train loss is {train_nll:.4g} nats per word, whose "
+                f"perplexity overflows: the run diverged. Lower --learning-rate "
+                f"({config.learning_rate:g}) or --clip-norm ({config.clip_norm:g}). "
+                + (f"The checkpoints of steps {', '.join(map(str, kept))} are intact."
+                   if kept else "No checkpoint was written.")
+            )
         eval_start = time.perf_counter()
         valid_ppl = evaluate(eval_fn, model, state.params, valid_ids, config.eval_window)
         record = {
             "epoch": epoch + 1,
             "step": int(state.step),
             "learning_rate": learning_rate(config, epoch),
-            "train_ppl": math.exp(train_nll),
+            "train_ppl": perplexity(train_nll),
             "valid_ppl": valid_ppl,
             "epoch_seconds": epoch_seconds,
-            "tokens_per_second": tokens_per_epoch / epoch_seconds,
+            "tokens_per_second": tokens_per_epoch * (1 - first / windows_per_epoch) / epoch_seconds,
             "eval_seconds": time.perf_counter() - eval_start,
         }
-        checkpointer.save(state, force=True)
-        log.write(record)
+        log.write(record)  # before the checkpoint of this step: a kill between loses nothing
+        save()
         print(f"epoch {epoch + 1:3d}  lr {record['learning_rate']:.4g}  train ppl "
               f"{record['train_ppl']:.2f}  valid ppl {valid_ppl:.2f}  ({epoch_seconds:.1f} s, "
               f"{record['tokens_per_second']:.0f} tokens/s)", flush=True)
         if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch:
             checkpointer.close()
             return {"stopped_after_epoch": epoch + 1}
+        if cli.stop_requested() is not None:
+            checkpointer.close()
+            raise cli.InterruptedRun(cli.stop_requested(), int(state.step), checkpointer.directory)
     checkpointer.close()
 
     valid_ppl = evaluate(eval_fn, model, state.params, valid_ids, config.eval_window)
@@ -438,11 +514,7 @@ def train_and_evaluate(config: Config, workdir: str | Path, *,
 
 
 def plot_perplexity(records: list[dict], path: Path, config: Config) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = reporting.pyplot()
     epochs = [r["epoch"] for r in records]
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot(epochs, [r["train_ppl"] for r in records], marker="o", label="train")
@@ -454,8 +526,7 @@ def plot_perplexity(records: list[dict], path: Path, config: Config) -> None:
     ax.grid(alpha=0.3, which="both")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    reporting.save_figure(fig, path)
 
 
 # --- generation -----------------------------------------------------------------------
@@ -469,8 +540,8 @@ def sample_words(config: Config, params: dict, start: int, num_words: int, tempe
     next input. Word ``i`` is drawn from ``softmax(logits / temperature)`` with the key
     ``fold_in(key(seed), i)``: the same seed gives the same words.
     """
-    if temperature <= 0:
-        raise ValueError(f"--temperature must be > 0; got {temperature}.")
+    if not (math.isfinite(temperature) and temperature > 0):
+        raise ValueError(f"--temperature must be a finite number > 0; got {temperature}.")
     generate = _sampler(model_options(config), num_words)
     return np.asarray(generate(params, jnp.int32(start), jnp.float32(temperature),
                                jax.random.key(seed)))
@@ -500,18 +571,25 @@ def _sampler(config: Config, num_words: int):
 
 
 def sample_from_run(workdir: str | Path, num_words: int, temperature: float, seed: int) -> str:
-    """Text of ``num_words`` words sampled from the last checkpoint in ``workdir``."""
+    """Text of ``num_words`` words sampled from the last checkpoint in ``workdir``.
+
+    The model's options come from ``config.json``, or, when it is missing, from the copy
+    saved with the newest checkpoint.
+    """
     workdir = Path(workdir)
     saved = workdir / reporting.CONFIG_FILE
-    if not saved.exists():
+    copies = [] if saved.exists() else [
+        c for c in saved_configs(workdir / reporting.CHECKPOINT_DIR).values() if c]
+    if not saved.exists() and not copies:
         raise FileNotFoundError(f"{workdir} holds no run ({saved} is missing); train first with "
                                 f"python -m experiments.ptb --workdir {workdir}.")
-    config = Config(**json.loads(saved.read_text()))
+    config = Config(**(reporting.read_config(saved) if saved.exists() else copies[-1]))
     data = load_ptb(config.source, config.data_dir)
     model = make_model(config)
     optimizer = make_optimizer(config, 1)
     checkpointer = Checkpointer(workdir / reporting.CHECKPOINT_DIR, save_every=1)
-    state = checkpointer.restore(initial_state(config, model, optimizer))
+    state = checkpointer.restore(saved_tree(config, model,
+                                            initial_state(config, model, optimizer)))["state"]
     checkpointer.close()
     tokens = sample_words(config, state.params, data.vocab.index(EOS), num_words,
                           temperature, seed)
@@ -522,8 +600,9 @@ def main(args: list[str] | None = None) -> None:
     """The command line: trains (``error: <message>``, exit code 2, for a bad config), or
     with ``--sample N`` prints N words from the run in ``--workdir``."""
     config = tyro.cli(Config, args=args)
-    if config.sample > 0:
+    if config.sample != 0:
         try:
+            check_sampling(config)
             text = sample_from_run(config.workdir, config.sample, config.temperature, config.seed)
         except (ValueError, FileNotFoundError) as error:
             cli.fail(error, cli.USAGE_ERROR)

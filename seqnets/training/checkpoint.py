@@ -1,5 +1,9 @@
 """Checkpoints of a `TrainState` with orbax: save every N steps, keep the last K, resume.
 
+What is saved is a `TrainState`, or any pytree of arrays and typed PRNG keys (a dict
+holding a `TrainState` and what else a run needs to continue, such as an epoch's running
+sums); it is restored into a tree of the same structure.
+
 Orbax writes each checkpoint to a temporary directory and renames it when complete, so a
 run killed in the middle of a save leaves the previous checkpoints intact.
 
@@ -11,6 +15,12 @@ against the array checksums, so a flipped bit in a data file, which orbax itself
 without complaint, is caught, and a truncated or damaged file is named.
 `Checkpointer.restore` falls back from a damaged checkpoint to the newest intact one and
 moves the damaged one aside (it never deletes a checkpoint).
+
+Each checkpoint can also carry the configuration of the run that wrote it (a JSON object,
+``Checkpointer(config=...)``), in the same metadata and the same atomic commit as the
+arrays, so that a resumed run can be compared with the run it continues even when the
+files beside the checkpoints are lost (`saved_configs`). A `TrainState` whose parameters
+are not all finite is never written (`NonFiniteError`).
 """
 
 from __future__ import annotations
@@ -22,6 +32,7 @@ import re
 import shutil
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +40,11 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from seqnets.training.guard import NonFiniteError
 from seqnets.training.state import TrainState
 
 CHECKSUM_KEY = "seqnets_sha256"
+CONFIG_KEY = "seqnets_config"
 # Written into each step's directory once orbax has committed it: every file's size and
 # SHA-256, so that restoring names a damaged file before orbax reads it.
 MANIFEST_FILE = "seqnets_files.json"
@@ -41,14 +54,53 @@ class CheckpointError(RuntimeError):
     """A checkpoint could not be written, or no saved checkpoint could be restored."""
 
 
-def _to_saveable(state: TrainState) -> dict[str, Any]:
-    # Typed PRNG keys are not arrays orbax can write; their raw uint32 data is.
-    return {
-        "params": state.params,
-        "opt_state": state.opt_state,
-        "step": state.step,
-        "key_data": jax.random.key_data(state.key),
-    }
+def _is_key(x: Any) -> bool:
+    return isinstance(x, jax.Array) and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
+
+
+def _to_saveable(tree: Any) -> Any:
+    # Typed PRNG keys are not arrays orbax can write; their raw uint32 data is. A bare
+    # TrainState keeps the layout seqnets has always written.
+    if isinstance(tree, TrainState):
+        return {
+            "params": tree.params,
+            "opt_state": tree.opt_state,
+            "step": tree.step,
+            "key_data": jax.random.key_data(tree.key),
+        }
+    return jax.tree.map(lambda x: jax.random.key_data(x) if _is_key(x) else x, tree)
+
+
+def _from_saveable(like: Any, restored: Any) -> Any:
+    """``restored`` (the saved arrays) in ``like``'s structure, its PRNG keys typed again."""
+    wrap = lambda data, key: jax.random.wrap_key_data(  # noqa: E731
+        np.asarray(data), impl=jax.random.key_impl(key))
+    if isinstance(like, TrainState):
+        return TrainState(restored["params"], restored["opt_state"], restored["step"],
+                          wrap(restored["key_data"], like.key))
+    return jax.tree.map(lambda key, data: wrap(data, key) if _is_key(key) else data,
+                        like, restored)
+
+
+def _step_of(tree: Any, step: int | None) -> int:
+    if step is not None:
+        return int(step)
+    if isinstance(tree, TrainState):
+        return int(tree.step)
+    raise ValueError("Checkpointer.save: pass step=... for a tree that is not a TrainState.")
+
+
+def _nonfinite_params(host_tree: Any) -> list[str]:
+    """Paths of the non-finite parameters of every `TrainState` in ``host_tree``."""
+    states = [s for s in jax.tree.leaves(host_tree, is_leaf=lambda s: isinstance(s, TrainState))
+              if isinstance(s, TrainState)]
+    bad = []
+    for state in states:
+        for path, value in jax.tree_util.tree_flatten_with_path(state.params)[0]:
+            value = np.asarray(value)
+            if np.issubdtype(value.dtype, np.inexact) and not np.all(np.isfinite(value)):
+                bad.append("params" + jax.tree_util.keystr(path))
+    return bad
 
 
 def checksums(tree: Any) -> dict[str, str]:
@@ -84,19 +136,24 @@ def _file_in(error: BaseException, step_dir: Path) -> str:
 
 
 class Checkpointer:
-    """Saves and restores `TrainState`s under ``directory``.
+    """Saves and restores `TrainState`s (or pytrees holding them) under ``directory``.
 
     Args:
       directory: where checkpoints go, one sub-directory per saved step.
       save_every: save when ``step % save_every == 0`` (and always when ``force=True``).
       keep: how many of the most recent checkpoints to keep.
+      config: the configuration of the run, a JSON-serialisable mapping, saved with every
+        checkpoint (`saved_config` reads it back); None saves none.
     """
 
-    def __init__(self, directory: str | os.PathLike, *, save_every: int, keep: int = 3):
+    def __init__(self, directory: str | os.PathLike, *, save_every: int, keep: int = 3,
+                 config: Mapping[str, Any] | None = None):
         if save_every < 1 or keep < 1:
             raise ValueError(f"save_every and keep must be >= 1; got {save_every}, {keep}.")
         self.directory = os.path.abspath(os.fspath(directory))
         self.save_every = save_every
+        # A copy through JSON: what is compared later is what was written.
+        self.config = None if config is None else json.loads(json.dumps(dict(config)))
         self.manager = ocp.CheckpointManager(
             self.directory,
             # Synchronous saves: a failed write surfaces here as one exception instead of
@@ -120,24 +177,46 @@ class Checkpointer:
         """The steps of all complete checkpoints, oldest first."""
         return sorted(self.manager.all_steps())
 
-    def save(self, state: TrainState, *, force: bool = False) -> bool:
+    def save(self, state: Any, *, force: bool = False, step: int | None = None) -> bool:
         """Saves ``state`` if its step is due (or ``force``); returns whether it saved.
 
+        Args:
+          state: a `TrainState`, or any pytree of arrays and typed PRNG keys.
+          force: save whatever the step.
+          step: the step to save under; by default ``state.step`` (required when ``state``
+            is not a `TrainState`).
+
         Raises:
+          NonFiniteError: when a `TrainState` in ``state`` holds a NaN or an infinity in
+            its parameters; nothing is written.
           CheckpointError: when the write fails (disk full, permission denied, read-only
             file system). The message names the step, the path and the OS reason; orbax's
             temporary folder is removed and earlier checkpoints are left as they were.
         """
-        step = int(state.step)
+        step = _step_of(state, step)
         if not force and step % self.save_every != 0:
             return False
         if step in self.manager.all_steps():
             return False
+        # One copy to the host serves both the finiteness check and the checksums.
+        host = jax.device_get(state)
+        bad = _nonfinite_params(host)
+        if bad:
+            kept = self.all_steps()
+            raise NonFiniteError(
+                f"refusing to save step {step}: {', '.join(bad[:3])}"
+                + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+                + " hold NaN or infinite values. Nothing was written"
+                + (f"; the checkpoints of steps {', '.join(map(str, kept))} are intact." if kept
+                   else ".")
+            )
         tree = _to_saveable(state)
+        metadata = {CHECKSUM_KEY: checksums(_to_saveable(host))}
+        if self.config is not None:
+            metadata[CONFIG_KEY] = self.config
         try:
             saved = self.manager.save(
-                step, args=ocp.args.StandardSave(tree), force=True,
-                custom_metadata={CHECKSUM_KEY: checksums(tree)},
+                step, args=ocp.args.StandardSave(tree), force=True, custom_metadata=metadata,
             )
             self.manager.wait_until_finished()
             if saved:
@@ -160,8 +239,18 @@ class Checkpointer:
         for tmp in Path(self.directory).glob(f"{step}.orbax-checkpoint-tmp*"):
             shutil.rmtree(tmp, ignore_errors=True)
 
-    def restore(self, like: TrainState, step: int | None = None) -> TrainState:
+    def saved_config(self, step: int | None = None) -> dict[str, Any] | None:
+        """The config saved with ``step`` (default: the newest), or None when it has none."""
+        step = self.latest_step() if step is None else step
+        if step is None:
+            return None
+        return (self.manager.metadata(step).custom_metadata or {}).get(CONFIG_KEY)
+
+    def restore(self, like: Any, step: int | None = None) -> Any:
         """Restores a checkpoint into ``like``'s structure, verified.
+
+        ``like`` is a tree of the structure that was saved (a `TrainState`, or a pytree);
+        its values are ignored, its shapes and dtypes are checked.
 
         With ``step=None``, tries the newest checkpoint first. One that orbax cannot read,
         or whose tree, shapes, dtypes or checksums differ from what was saved, is reported
@@ -199,7 +288,7 @@ class Checkpointer:
             "directory, or move a checkpoint back once repaired."
         )
 
-    def _restore_verified(self, like: TrainState, step: int) -> TrainState:
+    def _restore_verified(self, like: Any, step: int) -> Any:
         step_dir = Path(self.directory) / str(step)
         expected = _to_saveable(like)
         # An explicit one-device target: without it orbax refuses a checkpoint saved under
@@ -248,10 +337,7 @@ class Checkpointer:
                 f"step {step} fails verification ({step_dir}): " + "; ".join(problems[:5])
                 + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
             )
-        key = jax.random.wrap_key_data(
-            np.asarray(restored["key_data"]), impl=jax.random.key_impl(like.key)
-        )
-        return TrainState(restored["params"], restored["opt_state"], restored["step"], key)
+        return _from_saveable(like, restored)
 
     def _move_aside(self, step: int) -> Path:
         aside = self.aside_directory / f"{step}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -262,6 +348,31 @@ class Checkpointer:
 
     def close(self) -> None:
         self.manager.close()
+
+
+def saved_configs(directory: str | os.PathLike) -> dict[int, dict[str, Any] | None]:
+    """``{step: config}`` of every complete checkpoint in ``directory`` (oldest first).
+
+    The config is the one `Checkpointer(config=...)` saved with the step, or None when the
+    step holds none or its metadata cannot be read (`Checkpointer.restore` judges the
+    damage). Reads only; an absent directory gives ``{}``.
+    """
+    if not os.path.isdir(directory):
+        return {}
+    manager = ocp.CheckpointManager(
+        os.path.abspath(os.fspath(directory)),
+        options=ocp.CheckpointManagerOptions(create=False, read_only=True),
+    )
+    try:
+        configs = {}
+        for step in sorted(manager.all_steps()):
+            try:
+                configs[step] = (manager.metadata(step).custom_metadata or {}).get(CONFIG_KEY)
+            except Exception:  # orbax raises many kinds for a damaged step
+                configs[step] = None
+        return configs
+    finally:
+        manager.close()
 
 
 def _layout_mismatch(expected: Any, saved: Any) -> str | None:
