@@ -301,8 +301,9 @@ def _zero_biases_where_expected(params: CellParams | StackParams,
     def fill(p: dict[str, Any], cell: Cell | None) -> dict[str, Any]:
         if "b" in p or "w_x" not in p:
             return p
-        if cell is not None and "b" not in jax.eval_shape(cell.init, jax.random.key(0),
-                                                           p["w_x"].shape[0]):
+        inputs = int(p["w_x"].shape[0])
+        if cell is not None and "b" not in jax.eval_shape(
+                lambda: cell.init(jax.random.key(0), inputs)):
             return p
         width = p["w_h"].shape[1]
         zeros = {"b": jnp.zeros((width,), jnp.float32)}
