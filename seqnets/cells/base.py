@@ -221,14 +221,18 @@ def cell_constructor(build: Callable[..., CellT]) -> Callable[..., CellT]:
     def freeze(value: Any) -> Any:
         # bool is an int to Python (True == 1): keep the type, so lstm(True) still fails.
         if isinstance(value, list | tuple):
-            return (type(value).__name__, *map(freeze, value))
+            # A list and a tuple of the same cells are one configuration (a config read
+            # back from JSON gives tuples); a NamedTuple keeps its type.
+            kind = "sequence" if type(value) in (list, tuple) else type(value).__name__
+            return (kind, *map(freeze, value))
         if isinstance(value, bool):
             return (type(value).__name__, value)
         dtype = _dtype_of(value)
         return ("dtype", dtype.name) if dtype is not None else value
 
     def hashable(value: Any) -> Any:
-        return tuple(map(hashable, value)) if isinstance(value, list | tuple) else value
+        # Plain lists and tuples only: a Cell is a NamedTuple, and stays one.
+        return tuple(map(hashable, value)) if type(value) in (list, tuple) else value
 
     @functools.wraps(build)
     def cached(*args: Any, **kwargs: Any) -> CellT:

@@ -142,7 +142,7 @@ def _encode(value: Any, where: str) -> Any:
         return float(value)
     if isinstance(getattr(value, "config", None), Config):
         return to_config(value)
-    if isinstance(value, list | tuple):
+    if type(value) in (list, tuple):
         return [_encode(v, where) for v in value]
     dtype = _as_dtype(value)
     if dtype is not None:
