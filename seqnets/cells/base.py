@@ -94,13 +94,14 @@ class Linear(NamedTuple):
     Attributes:
       coefficients: ``(params, projected) -> (a, b)``; ``projected`` is
         ``(..., projection_size)``, ``b`` is ``(..., state...)`` with the carry's dtype
-        (float32, or complex64 for the LRU) and ``a`` has that shape or one that broadcasts
-        to it: ``(state_size,)`` for a decay that does not depend on the input. With
+        (the state dtype: float32 by default, complex64 for the LRU) and ``a`` has that
+        shape or one that broadcasts to it: ``(state_size,)`` for a decay that does not
+        depend on the input. With
         ``starts_segments``, ``(params, projected, start) -> (a, b)``, where ``start`` is
         bool ``(..., 1)``: True at a step that starts a segment.
       readout: ``(params, h, projected) -> y``; ``h`` is ``(..., state...)`` (the carry
         after the step), ``projected`` the same step's projected input, ``y`` is
-        ``(..., hidden_size)`` float32.
+        ``(..., hidden_size)`` (cast to the compute dtype by `make_linear_cell`).
       starts_segments: whether ``coefficients`` takes ``start`` and the carry is a
         `SegmentCarry`.
     """
@@ -149,17 +150,20 @@ class Cell(NamedTuple):
     """A recurrent cell as pure functions; build one with `seqnets.lstm`, `gru`, `min_gru`...
 
     Attributes:
-      init: ``(key, input_size) -> params``, a dict of float32 arrays.
+      init: ``(key, input_size) -> params``, a dict of arrays of the cell's
+        ``param_dtype`` (float32 by default).
       initial_carry: ``(batch_size) -> carry``, each leaf ``(batch, ...)``: ``(batch,
         hidden_size)`` for the classic cells, ``(batch, hidden, state)`` for S6, any rank
         for a cell of your own.
       project: ``(params, x) -> projected``; ``x`` is ``(..., input_size)``, the result
-        ``(..., projection_size)``, float32.
+        ``(..., projection_size)``, in the state dtype (float32 by default; see
+        `seqnets.cells.dtypes`).
       step: ``(params, carry, projected_t) -> (carry, h)``; ``projected_t`` is
         ``(batch, projection_size)``, ``h`` is ``(batch, hidden_size)``.
       apply: ``(params, carry, x_t) -> (carry, h)``; one step on a raw input
         ``x_t: (batch, input_size)``, the same as ``step(params, carry, project(params, x_t))``.
-      hidden_size: the width of ``h``.
+      hidden_size: the width of the outputs ``h`` (for an LSTM with a projection, the
+        projection's width).
       name: ``"lstm"``, ``"gru"``, ``"elman"`` or a name of your own.
       recurrence: how the whole sequence may run with a family's kernels: a `Linear`
         (the diagonal family) or a `Recurrence`; None when the update is not linear in
