@@ -41,7 +41,7 @@ def measure(model: sn.Stack, batch: int, time: int, inputs: int) -> dict[str, fl
         _, ys = model.apply(params, xs, hoist=True)
         return jnp.mean(ys.astype(jnp.float32) ** 2)
 
-    _, vjp = jax.vjp(loss, params, xs)
+    _, vjp = jax.jit(lambda params, xs: jax.vjp(loss, params, xs))(params, xs)
     kept = {}
     for leaf in jax.tree.leaves(vjp):
         kept[leaf.dtype.name] = kept.get(leaf.dtype.name, 0) + leaf.size * leaf.dtype.itemsize
