@@ -8,6 +8,11 @@ anything in the workdir changes. A checkpoint or output file that cannot be writ
 prints ``error: <message>`` and exits with code 1. Any other exception is a bug and
 keeps its traceback.
 
+An option's bounds are declared on its config field (``epochs: Count``, ``seed: Natural``,
+``learning_rate: Positive``: `AtLeast`, `FinitePositive`) and checked in one place,
+`check_options`, with one message per kind of bound. The library's warnings (a damaged
+checkpoint moved aside) print as ``warning: <message>`` lines.
+
 SIGTERM (what schedulers send before they kill) and SIGINT (Ctrl-C) ask the run to stop:
 at the next step boundary it saves a checkpoint, prints one line saying where, and exits
 with ``128 + the signal number`` (143, 130); ``--resume`` continues it. A second signal
@@ -23,13 +28,13 @@ import math
 import os
 import signal
 import sys
-import threading
-from collections.abc import Callable, Iterator
-from typing import Any, NoReturn, TypeVar
+import typing
+from collections.abc import Callable, Collection, Iterator
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import tyro
 
-from experiments import reporting
+from experiments import rundir
 from seqnets.training import CheckpointError, NonFiniteError
 
 ConfigT = TypeVar("ConfigT")
@@ -44,35 +49,75 @@ def fail(error: BaseException, code: int) -> NoReturn:
     raise SystemExit(code)
 
 
-# --- checks of options that several experiments share ---------------------------------
+# --- the options' bounds, declared on the config's fields ------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class AtLeast:
+    """A field's bound: the option, when not None, is an integer ``>= minimum``."""
+
+    minimum: int
+
+
+FLOAT32_MAX = 3.4028234663852886e38
+
+
+@dataclasses.dataclass(frozen=True)
+class FinitePositive:
+    """A field's bound: the option, when not None, is a number > 0 that is finite in
+    float32, the training's dtype (``inf``, ``nan`` and ``1e39`` are refused: a learning
+    rate of ``inf`` makes every update infinite)."""
+
+
+# The bounds as types, for the configs' fields (tyro ignores the annotation's metadata).
+Count = Annotated[int, AtLeast(1)]
+OptionalCount = Annotated[int | None, AtLeast(1)]
+Natural = Annotated[int, AtLeast(0)]
+Positive = Annotated[float, FinitePositive()]
+OptionalPositive = Annotated[float | None, FinitePositive()]
 
 
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def check_at_least(config: Any, minimum: int, *names: str) -> None:
-    """Raises ValueError unless each option in ``names`` is None or ``>= minimum``."""
-    for name in names:
-        value = getattr(config, name)
-        if value is not None and value < minimum:
-            raise ValueError(f"{_flag(name)} must be at least {minimum}; got {value}.")
-
-
-FLOAT32_MAX = 3.4028234663852886e38
-
-
-def check_positive(config: Any, *names: str) -> None:
-    """Raises ValueError unless each option in ``names`` is None or a number > 0 that is
-    finite in float32, the training's dtype (``inf``, ``nan`` and ``1e39`` are refused: a
-    learning rate of ``inf`` makes every update infinite)."""
-    for name in names:
-        value = getattr(config, name)
-        if value is not None and not (math.isfinite(value) and value > 0):
+def check_value(name: str, value: Any, bound: AtLeast | FinitePositive) -> None:
+    """Raises ValueError naming the option ``--name`` unless ``value`` is None or within
+    ``bound``."""
+    if value is None:
+        return
+    if isinstance(bound, AtLeast) and value < bound.minimum:
+        raise ValueError(f"{_flag(name)} must be at least {bound.minimum}; got {value}.")
+    if isinstance(bound, FinitePositive):
+        if not (math.isfinite(value) and value > 0):
             raise ValueError(f"{_flag(name)} must be a finite number > 0; got {value}.")
-        if value is not None and value > FLOAT32_MAX:
+        if value > FLOAT32_MAX:
             raise ValueError(f"{_flag(name)} must be at most {FLOAT32_MAX:.4g}, float32's largest "
                              f"number; got {value}.")
+
+
+def check_options(config: Any, names: Collection[str] | None = None) -> None:
+    """Raises ValueError naming the first option (in field order; only ``names`` if given)
+    outside the bound its field declares (`AtLeast`, `FinitePositive`: `Count`,
+    `Positive`, ...)."""
+    hints = typing.get_type_hints(type(config), include_extras=True)
+    for field in dataclasses.fields(config):
+        if names is None or field.name in names:
+            for bound in getattr(hints[field.name], "__metadata__", ()):
+                check_value(field.name, getattr(config, field.name), bound)
+
+
+def with_smoke_sizes(config: ConfigT, smoke_sizes: dict[str, Any]) -> ConfigT:
+    """The dataclass ``config`` with ``--smoke``'s sizes: each field of ``smoke_sizes`` is
+    capped at its smoke value (and set to it where it is None, i.e. "all"). Without
+    ``config.smoke``, ``config`` itself."""
+    if not config.smoke:  # type: ignore[attr-defined]
+        return config
+    sizes = {
+        name: smoke if getattr(config, name) is None else min(getattr(config, name), smoke)
+        for name, smoke in smoke_sizes.items()
+    }
+    return dataclasses.replace(config, **sizes)  # type: ignore[type-var]
 
 
 # --- interrupts ------------------------------------------------------------------------
@@ -132,43 +177,48 @@ def run(
     """Parses ``args`` (default: ``sys.argv``) into ``config_type``, checks it, and runs.
 
     ``validate(config)`` returns the effective config or raises ValueError; then the
-    workdir's lock is taken (`reporting.locked`, held until the run ends) and the workdir
-    is checked (`reporting.check_workdir`) without changing anything else on disk. Only
+    workdir's lock is taken (`rundir.locked`, held until the run ends) and the workdir
+    is checked (`rundir.check_workdir`) without changing anything else on disk. Only
     these count as a bad config (exit code 2). With ``saves_on_signal`` (a training loop
     that polls `stop_requested`), the run stops on SIGTERM and SIGINT after saving
     (`stop_on_signals`, exit code 128 + the signal); without, the signals act as usual.
     """
-    config = tyro.cli(config_type, args=args)
+    config = tyro.cli(config_type, args=args, prog=prog(config_type))
     with contextlib.ExitStack() as stack:
         try:
             config = validate(config)
-            stack.enter_context(reporting.locked(config.workdir))
-            reporting.check_workdir(
+            stack.enter_context(rundir.locked(config.workdir))
+            rundir.check_workdir(
                 config.workdir, dataclasses.asdict(config),
                 resume=getattr(config, "resume", False), overwrite=config.overwrite,
             )
         except (ValueError, FileExistsError) as error:
             fail(error, USAGE_ERROR)
-        # The command line owns its process: the echoes of a failed write can arrive from
-        # orbax's threads after the error itself, up to the interpreter's exit.
-        quiet_orbax_thread_errors()
+        report_warnings()
         if saves_on_signal:
             stack.enter_context(stop_on_signals())
         try:
             return train_and_evaluate(config, config.workdir)
         except InterruptedRun as stop:
             exit_now(str(stop), 128 + stop.signum)
-        except (CheckpointError, reporting.OutputError, NonFiniteError) as error:
+        except (CheckpointError, rundir.OutputError, NonFiniteError) as error:
             exit_now(f"error: {error}", RUN_ERROR)
+
+
+def prog(config_type: type) -> str:
+    """The command that runs ``config_type``'s experiment, for ``--help``:
+    ``python -m experiments.NAME`` for a config defined in ``experiments.NAME.configs``."""
+    return "python -m " + config_type.__module__.removesuffix(".configs")
 
 
 def exit_now(line: str, code: int) -> NoReturn:
     """Prints ``line`` on stderr and ends the process with ``code`` at once.
 
-    tensorstore's callbacks may still fire during interpreter shutdown, when the hooks of
-    `quiet_orbax_thread_errors` no longer apply, and print "Event loop is closed"
-    tracebacks after the one line. Nothing is left to do: the checkpoints are written and
-    closed, the outputs written atomically, and the kernel releases the workdir's lock.
+    Nothing is left to do: the checkpoints are written and closed, the outputs written
+    atomically, and the kernel releases the workdir's lock. Ending here, rather than in the
+    interpreter's shutdown, keeps ``line`` the last one: a write that failed inside orbax
+    (one `seqnets.training.Checkpointer` could not foresee) leaves tensorstore callbacks
+    in flight that would print tracebacks during the shutdown.
     """
     print(line, file=sys.stderr)
     sys.stdout.flush()
@@ -176,42 +226,15 @@ def exit_now(line: str, code: int) -> NoReturn:
     os._exit(code)
 
 
-class _OrbaxThreadErrors(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "_SignalingThread.run() raised an exception" not in record.getMessage()
+class _WarningLines(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        print(f"warning: {record.getMessage()}", file=sys.stderr, flush=True)
 
 
-def _is_closed_loop_error(error: BaseException | None) -> bool:
-    return isinstance(error, RuntimeError) and str(error) == "Event loop is closed"
-
-
-def quiet_orbax_thread_errors() -> None:
-    """Hides the echoes of a failed checkpoint write from orbax's background threads.
-
-    When a write fails (disk full, read-only), orbax logs the error from each of its
-    worker threads, and tensorstore's callbacks, finding orbax's event loop closed, print
-    "Event loop is closed" tracebacks. The same error reaches the main thread, where
-    `seqnets.training.Checkpointer` turns it into one message with the step, the path and
-    the reason. Only these echoes are dropped; every other log record and exception
-    prints as before. For the command line only: it changes process-wide hooks.
-    """
-    logging.getLogger("absl").addFilter(_OrbaxThreadErrors())
-    excepthook, thread_hook = sys.excepthook, threading.excepthook
-
-    def quiet_excepthook(kind, value, traceback):
-        if not _is_closed_loop_error(value):
-            excepthook(kind, value, traceback)
-
-    def quiet_thread_hook(args):
-        if not _is_closed_loop_error(args.exc_value):
-            thread_hook(args)
-
-    unraisablehook = sys.unraisablehook
-
-    def quiet_unraisablehook(unraisable):
-        # tensorstore reports an exception in its callback with PyErr_WriteUnraisable.
-        if not _is_closed_loop_error(unraisable.exc_value):
-            unraisablehook(unraisable)
-
-    sys.excepthook, threading.excepthook = quiet_excepthook, quiet_thread_hook
-    sys.unraisablehook = quiet_unraisablehook
+def report_warnings() -> None:
+    """Prints the library's warnings (such as a damaged checkpoint moved aside) as
+    ``warning: <message>`` lines on stderr. The command line owns its process's logging."""
+    library = logging.getLogger("seqnets")
+    if not any(isinstance(h, _WarningLines) for h in library.handlers):
+        library.addHandler(_WarningLines(logging.WARNING))
+        library.propagate = False

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import jax
 
-from experiments import mnist_rows
+from experiments import classification, mnist_rows
 from seqnets.training import Checkpointer, create_train_state
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,14 +70,14 @@ def wait_until(condition, proc, timeout=600):
 def like_state(config=CONFIG):
     model = mnist_rows.make_model(config)
     return create_train_state(mnist_rows.init_params(model, jax.random.key(0)),
-                              mnist_rows.make_optimizer(config, 10), jax.random.key(0))
+                              classification.make_optimizer(config, 10), jax.random.key(0))
 
 
 def final_state(workdir, config=CONFIG):
     """The train state of the newest checkpoint in ``workdir``, on the host."""
     ckpt = Checkpointer(Path(workdir) / "checkpoints", save_every=1)
     try:
-        return jax.device_get(ckpt.restore(mnist_rows.saved_tree(like_state(config)))["state"])
+        return jax.device_get(ckpt.restore(classification.saved_tree(like_state(config)))["state"])
     finally:
         ckpt.close()
 

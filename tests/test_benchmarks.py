@@ -169,3 +169,19 @@ def test_the_stored_results_render(monkeypatch):
         cores = int(re.search(r"(\d+) cores", report["machine"]).group(1))
         monkeypatch.setattr(rr.os, "cpu_count", lambda cores=cores: cores)
         assert rr.to_markdown(report) + "\n" == (folder / "latest.md").read_text()
+
+
+def test_matrix_cells_runs_at_tiny_shapes(tmp_path):
+    """benchmarks/matrix_cells.py: every cell and baseline trains, with a memory figure,
+    and the report is written as the docs include it."""
+    from benchmarks import matrix_cells
+
+    report = matrix_cells.main(["--batch", "2", "--time", "8", "--hidden", "32", "--rounds",
+                                "1", "--calls", "1", "--cells", "delta_net", "mamba2",
+                                "--out", str(tmp_path)])
+    assert set(report["rows"]) == {"delta_net auto", "mamba2 auto", "lstm", "min_gru"}
+    assert all(r["per_second"] > 0 and r["peak_bytes"] > 0 for r in report["rows"].values())
+    assert report["rows"]["lstm"]["x_lstm"] == 1.0
+    assert json.loads((tmp_path / "latest.json").read_text())["rows"] == report["rows"]
+    assert (tmp_path / "latest.md").read_text() == matrix_cells.markdown(report)
+    assert "4 heads, state 8 x 8 per head" in report["cells"]["delta_net"]

@@ -22,7 +22,7 @@ import pytest
 from mnist_runs import ROOT, SMALL, errors, final_state, like_state, mount_tmpfs, records, run, steps
 
 import seqnets as sn
-from experiments import cli, mnist_rows
+from experiments import classification, cli, mnist_rows
 from seqnets.training import Checkpointer, create_train_state
 from seqnets.training.checkpoint import MANIFEST_FILE, CheckpointError, _to_saveable
 
@@ -88,14 +88,14 @@ def test_resume_falls_back_from_a_damaged_newest_checkpoint(tmp_path, straight, 
 
 
 def test_array_checksums_catch_a_flipped_bit_orbax_reads_back(tmp_path, straight):
-    """Without the file manifest, orbax restores the flipped bit silently; the array
-    checksums in orbax's metadata catch it and name the array."""
+    """Without the file manifest, orbax restores the flipped bit silently; the Checkpointer
+    refuses a step whose manifest (its files' checksums) is missing, and falls back."""
     workdir = tmp_path / "run"
     shutil.copytree(straight[0], workdir)
     step_dir = workdir / "checkpoints" / "46"
     (step_dir / MANIFEST_FILE).unlink()
     flip_bit_in_largest_array_file(step_dir)
-    like = _to_saveable(mnist_rows.saved_tree(like_state()))
+    like = _to_saveable(classification.saved_tree(like_state()))
     abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), x.dtype), like)
     manager = ocp.CheckpointManager(workdir / "checkpoints")
     manager.restore(46, args=ocp.args.StandardRestore(abstract))  # orbax: no complaint
@@ -103,8 +103,8 @@ def test_array_checksums_catch_a_flipped_bit_orbax_reads_back(tmp_path, straight
 
     ckpt = Checkpointer(workdir / "checkpoints", save_every=1)
     with pytest.raises(CheckpointError, match=r"step 46 fails verification .*checksum"):
-        ckpt.restore(mnist_rows.saved_tree(like_state()), step=46)
-    state = ckpt.restore(mnist_rows.saved_tree(like_state()))["state"]  # falls back
+        ckpt.restore(classification.saved_tree(like_state()), step=46)
+    state = ckpt.restore(classification.saved_tree(like_state()))["state"]  # falls back
     ckpt.close()
     assert int(state.step) == 40
     assert [p.name.split("-")[0] for p in (workdir / "checkpoints.corrupt").iterdir()] == ["46"]

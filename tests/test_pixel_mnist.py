@@ -77,3 +77,14 @@ def test_full_default_run_reaches_96_percent(tmp_path):
     config = pixel_mnist.Config(progress=False, workdir=str(tmp_path))
     results = pixel_mnist.train_and_evaluate(config, tmp_path)
     assert results["test_examples"] == 10_000 and results["test_accuracy"] >= 0.96
+
+
+def test_the_stack_options_read_both_ways_or_are_refused_for_the_residual_model():
+    """--bidirectional and --dropout, once silently ignored (inherited from mnist_rows),
+    act on --model stack and are refused for the residual model."""
+    with pytest.raises(ValueError, match="--bidirectional and --dropout apply to --model stack"):
+        pixel_mnist.validate(pixel_mnist.Config(bidirectional=True))
+    config = pixel_mnist.Config(cell="gru", model="stack", hidden_size=8, num_layers=1,
+                                bidirectional=True)
+    assert pixel_mnist.validate(config) == config
+    assert pixel_mnist.make_model(config).output_size == 16  # both directions

@@ -14,7 +14,7 @@ import optax
 import pytest
 
 import seqnets as sn
-from experiments import cli, ptb
+from experiments import cli, ptb, reporting
 from seqnets.data import DataError, SourceUnavailableError, lm_streams, load_ptb
 from seqnets.data.ptb import build_vocab, tokenize, write_ptb_files
 from seqnets.sequence.dropout import dropout, state_dropout
@@ -307,11 +307,24 @@ def test_tiny_run_writes_its_outputs_and_learns(tiny_run):
         "20", "40"]
 
 
-def test_resume_after_a_stop_gives_identical_parameters(tiny_run, tmp_path):
+def test_resume_after_a_stop_gives_identical_parameters(tiny_run, tmp_path, monkeypatch):
+    """A SIGINT that lands as epoch 1's record is written: the run saves the epoch's
+    checkpoint and stops there, and --resume starts epoch 2 as if nothing happened."""
     workdir, config, results = tiny_run
     other = tmp_path / "interrupted"
     config = dataclasses.replace(config, workdir=str(other))
-    assert ptb.train_and_evaluate(config, other, stop_after_epoch=1) == {"stopped_after_epoch": 1}
+    write = reporting.MetricsLog.write
+
+    def write_then_interrupt(log, record):
+        write(log, record)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(reporting.MetricsLog, "write", write_then_interrupt)
+    with cli.stop_on_signals(), pytest.raises(cli.InterruptedRun, match=r"interrupted by "
+                                              r"SIGINT: saved the checkpoint of step 20 in "):
+        ptb.train_and_evaluate(config, other)
+    monkeypatch.undo()
+    assert sorted(p.name for p in (other / "checkpoints").iterdir()) == ["20"]
     resumed = ptb.train_and_evaluate(dataclasses.replace(config, resume=True), other)
     a, b = restored_state(workdir, config), restored_state(other, config)
     assert int(a.step) == int(b.step) == 40

@@ -38,7 +38,7 @@ from mnist_runs import (
     wait_until,
 )
 
-from experiments import mnist_rows, pixel_mnist, ptb, reporting
+from experiments import mnist_rows, pixel_mnist, ptb, rundir
 from seqnets.data import DataError, load_mnist
 from seqnets.training import Checkpointer, create_train_state
 
@@ -367,4 +367,4 @@ def test_a_checkpoint_without_a_config_and_no_config_json_is_refused(tmp_path):
     ckpt.close()
     with pytest.raises(ValueError, match=r"cannot tell which options the checkpoints in .* were "
                                          r"saved with \(.*config\.json is missing"):
-        reporting.check_workdir(tmp_path, {"seed": 0}, resume=True, overwrite=False)
+        rundir.check_workdir(tmp_path, {"seed": 0}, resume=True, overwrite=False)

@@ -9,10 +9,14 @@ checkpoints treat them as any other. A model is a list of layers' parameters and
 
 * `residual_block`: the pre-norm residual block of the LRU and Griffin papers, a cell's
   recurrence and a gated MLP (`seqnets.layers.residual`);
-* `rms_norm`: root-mean-square normalisation over the features.
+* `mlstm_block`, `slstm_block`: the xLSTM paper's blocks, each a `seqnets.cells.Cell`
+  whose carry holds its convolution's inputs (`seqnets.layers.xlstm`);
+* `rms_norm`, `layer_norm`: normalisation over the features.
 """
 
-from seqnets.layers.norm import rms_norm
+from seqnets.layers.norm import layer_norm, rms_norm
 from seqnets.layers.residual import ResidualBlock, residual_block
+from seqnets.layers.xlstm import mlstm_block, slstm_block
 
-__all__ = ["ResidualBlock", "residual_block", "rms_norm"]
+__all__ = ["ResidualBlock", "layer_norm", "mlstm_block", "residual_block", "rms_norm",
+           "slstm_block"]

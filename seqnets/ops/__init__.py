@@ -9,16 +9,18 @@ public op. Every kernel returns its outputs and its final state.
 
 Families: ``nonlinear`` (`seqnets.ops.nonlinear`: the classic cells, step by step),
 ``diagonal`` (`seqnets.ops.diagonal`: ``h_t = a_t * h_{t-1} + b_t``), ``delta_rule``
-(`seqnets.ops.delta_rule`: DeltaNet and Gated DeltaNet) and ``gla``
-(`seqnets.ops.gla`: gated linear attention, Mamba-2's SSD). The mask contract that every
-family shares is `seqnets.ops.masks`.
+(`seqnets.ops.delta_rule`: DeltaNet and Gated DeltaNet), ``gla``
+(`seqnets.ops.gla`: gated linear attention, Mamba-2's SSD) and ``mlstm``
+(``seqnets.ops.mlstm``: xLSTM's matrix memory; the name is the public op, the package is
+``seqnets/ops/mlstm/``). The mask contract that every family shares is `seqnets.ops.masks`.
 """
 
 from seqnets.ops import diagonal, masks, nonlinear, registry
 from seqnets.ops.delta_rule import gated_delta_rule
 from seqnets.ops.diagonal import linear_recurrence
 from seqnets.ops.gla import gated_linear_attention
+from seqnets.ops.mlstm import mlstm
 from seqnets.ops.registry import ScanMode
 
 __all__ = ["ScanMode", "diagonal", "gated_delta_rule", "gated_linear_attention",
-           "linear_recurrence", "masks", "nonlinear", "registry"]
+           "linear_recurrence", "masks", "mlstm", "nonlinear", "registry"]

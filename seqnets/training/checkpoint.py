@@ -5,16 +5,23 @@ holding a `TrainState` and what else a run needs to continue, such as an epoch's
 sums); it is restored into a tree of the same structure.
 
 Orbax writes each checkpoint to a temporary directory and renames it when complete, so a
-run killed in the middle of a save leaves the previous checkpoints intact.
+run killed in the middle of a save leaves the previous checkpoints intact. Before it starts
+a save, the `Checkpointer` asks the operating system whether the directory can take the
+checkpoint (a file can be created there, and the file system has room for the arrays'
+bytes), so that a full disk, a read-only mount or a file in the way raise one
+`CheckpointError` naming the reason (from ``errno``) before orbax starts any thread. A
+write that fails inside orbax all the same is reported with the `OSError` behind it.
 
-Every checkpoint also records the SHA-256 of each saved array's bytes in orbax's own
-checkpoint metadata (written in the same atomic commit), and, once committed, a manifest of
-each file's size and SHA-256 (`MANIFEST_FILE`). Restoring checks the files against the
-manifest, then the restored tree against the expected structure, shapes and dtypes and
-against the array checksums, so a flipped bit in a data file, which orbax itself reads back
-without complaint, is caught, and a truncated or damaged file is named.
+Integrity: once orbax has committed a checkpoint, a manifest of every file's size and
+SHA-256 is written into it (`MANIFEST_FILE`). Restoring checks the files against the
+manifest before orbax reads them, then the restored tree's structure, shapes and dtypes,
+so that a truncated file, overwritten bytes and a flipped bit (which orbax itself reads
+back without complaint, as other numbers) are caught, and the damaged file is named. A
+checkpoint without a manifest cannot be verified and is treated as damaged (a save cut
+short between orbax's commit and the manifest: only a second signal or a kill can do it).
 `Checkpointer.restore` falls back from a damaged checkpoint to the newest intact one and
-moves the damaged one aside (it never deletes a checkpoint).
+moves the damaged one aside (it never deletes a checkpoint), logging a warning for each
+(logger ``seqnets.training.checkpoint``).
 
 Each checkpoint can also carry the configuration of the run that wrote it (a JSON object,
 ``Checkpointer(config=...)``), in the same metadata and the same atomic commit as the
@@ -32,12 +39,10 @@ inference or to start a new optimizer from them.
 
 from __future__ import annotations
 
-import hashlib
 import json
+import logging
 import os
-import re
 import shutil
-import sys
 import time
 from collections import Counter
 from collections.abc import Mapping
@@ -49,17 +54,22 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from seqnets.cells.config import from_config, to_config
+from seqnets.training.checkpoint_files import (
+    MANIFEST_FILE,  # noqa: F401 - the name of the manifest, for users of this module
+    manifest_problems,
+    os_error,
+    refusal,
+    write_manifest,
+)
 from seqnets.training.guard import NonFiniteError
 from seqnets.training.state import TrainState
 
-CHECKSUM_KEY = "seqnets_sha256"
 CONFIG_KEY = "seqnets_config"
 MODEL_KEY = "seqnets_model"
 # The field names a TrainState is saved under, at the top level or inside a saved tree.
 _STATE_FIELDS = ({"params", "opt_state", "step", "key_data"}, {"params", "opt_state", "step", "key"})
-# Written into each step's directory once orbax has committed it: every file's size and
-# SHA-256, so that restoring names a damaged file before orbax reads it.
-MANIFEST_FILE = "seqnets_files.json"
+
+logger = logging.getLogger(__name__)
 
 
 class CheckpointError(RuntimeError):
@@ -118,38 +128,6 @@ def _nonfinite_params(host_tree: Any) -> list[str]:
             if np.issubdtype(value.dtype, np.inexact) and not np.all(np.isfinite(value)):
                 bad.append("params" + jax.tree_util.keystr(path))
     return bad
-
-
-def checksums(tree: Any) -> dict[str, str]:
-    """``{leaf path: sha256 hex of its bytes}`` of every array in ``tree`` (host copies)."""
-    leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
-    host = jax.device_get([leaf for _, leaf in leaves])
-    return {
-        jax.tree_util.keystr(path): hashlib.sha256(np.ascontiguousarray(value).tobytes()).hexdigest()
-        for (path, _), value in zip(leaves, host, strict=True)
-    }
-
-
-def _os_reason(error: BaseException) -> str:
-    """The operating system's reason in ``error`` or its causes, e.g. "No space left on device"."""
-    seen: BaseException | None = error
-    while seen is not None:
-        if isinstance(seen, OSError) and seen.strerror:
-            return seen.strerror
-        seen = seen.__cause__ or seen.__context__
-    text = str(error)
-    for reason in ("No space left on device", "Read-only file system", "Permission denied",
-                   "Disk quota exceeded", "Not a directory", "File exists"):
-        if reason in text:
-            return reason
-    return f"{type(error).__name__}: {text.splitlines()[0][:300] if text else ''}"
-
-
-def _file_in(error: BaseException, step_dir: Path) -> str:
-    """The file an orbax/tensorstore error names (the innermost), else the step directory."""
-    files = re.findall(r'local file "([^"]+)"', str(error))
-    files = [f for f in files if not f.endswith("/")] or files
-    return files[-1] if files else str(step_dir)
 
 
 class Checkpointer:
@@ -220,7 +198,6 @@ class Checkpointer:
             return False
         if step in self.manager.all_steps():
             return False
-        # One copy to the host serves both the finiteness check and the checksums.
         host = jax.device_get(state)
         bad = _nonfinite_params(host)
         if bad:
@@ -233,9 +210,14 @@ class Checkpointer:
                    else ".")
             )
         tree = _to_saveable(state)
-        metadata = {CHECKSUM_KEY: checksums(_to_saveable(host))}
-        if self.config is not None:
-            metadata[CONFIG_KEY] = self.config
+        # Asked before orbax starts: a write that fails inside orbax fails in its worker
+        # threads, which log the error, and tensorstore's other writes in flight then
+        # call back into orbax's closed event loop ("Event loop is closed" tracebacks).
+        refused = refusal(self.directory, sum(np.asarray(x).nbytes for x in jax.tree.leaves(
+            _to_saveable(host))))
+        if refused is not None:
+            raise self._write_error(step, refused)
+        metadata = {} if self.config is None else {CONFIG_KEY: self.config}
         if self.model is not None:
             metadata[MODEL_KEY] = self.model
         try:
@@ -244,19 +226,27 @@ class Checkpointer:
             )
             self.manager.wait_until_finished()
             if saved:
-                _write_manifest(Path(self.directory) / str(step))
+                write_manifest(Path(self.directory) / str(step))
         except Exception as error:
             self._remove_temporary(step)
             self.manager.reload()
-            kept = self.all_steps()
-            raise CheckpointError(
-                f"could not write the checkpoint of step {step} to "
-                f"{os.path.join(self.directory, str(step))}: {_os_reason(error)}. "
-                + (f"The earlier checkpoints (steps {', '.join(map(str, kept))}) are intact; "
-                   if kept else "No earlier checkpoint exists; ")
-                + "free space or fix the permissions, then resume."
-            ) from error
+            raise self._write_error(step, error) from error
         return bool(saved)
+
+    def _write_error(self, step: int, error: BaseException) -> CheckpointError:
+        """The one message for a checkpoint that could not be written: step, path, reason."""
+        # Without an OSError behind it (tensorstore raises ValueError): its type, first line.
+        found = os_error(error)
+        reason = os.strerror(found.errno) if found is not None else _first_line(error)
+        # A step committed without its manifest cannot be verified: it is not counted.
+        kept = [s for s in self.all_steps() if s != step]
+        return CheckpointError(
+            f"could not write the checkpoint of step {step} to "
+            f"{os.path.join(self.directory, str(step))}: {reason}. "
+            + (f"The earlier checkpoints (steps {', '.join(map(str, kept))}) are intact; "
+               if kept else "No earlier checkpoint exists; ")
+            + "free space or fix the permissions, then resume."
+        )
 
     def _remove_temporary(self, step: int) -> None:
         """Removes orbax's unfinished ``<step>.orbax-checkpoint-tmp*`` folder of a failed save."""
@@ -285,7 +275,7 @@ class Checkpointer:
         From a `TrainState` (at the top of the saved tree or inside it) the ``params`` are
         returned and the rest (the optimizer state, which a new optimizer does not need)
         is dropped; a checkpoint of parameters alone (``save(params, step=...)``) is
-        returned whole. Every array read is checked against the saved checksums.
+        returned whole. The files are checked against the checkpoint's manifest first.
 
         Args:
           like: the parameters' expected tree, shapes and dtypes (e.g. ``model.init``'s);
@@ -303,15 +293,14 @@ class Checkpointer:
         if step is None:
             raise FileNotFoundError(f"no checkpoint to read parameters from in {self.directory}.")
         device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-        damaged = _manifest_problems(Path(self.directory) / str(step))
+        step_dir = Path(self.directory) / str(step)
+        damaged = manifest_problems(step_dir)
         if damaged:
-            raise CheckpointError(f"step {step} is damaged: {damaged}")
+            raise CheckpointError(f"step {step} fails verification ({step_dir}): {damaged}")
         try:
             saved_layout = self.manager.item_metadata(step)
-        except Exception as error:
-            raise CheckpointError(f"step {step} is unreadable: {type(error).__name__}: "
-                                  f"{str(error).splitlines()[0][:200] if str(error) else ''}"
-                                  ) from error
+        except Exception as error:  # orbax raises many kinds; the files match their manifest
+            raise _unreadable(step, step_dir, error) from error
         abstract = jax.tree.map(
             lambda m: jax.ShapeDtypeStruct(tuple(m.shape), m.dtype, sharding=device),
             _plain_layout(saved_layout))
@@ -336,10 +325,11 @@ class Checkpointer:
         ``like`` is a tree of the structure that was saved (a `TrainState`, or a pytree);
         its values are ignored, its shapes and dtypes are checked.
 
-        With ``step=None``, tries the newest checkpoint first. One that orbax cannot read,
-        or whose tree, shapes, dtypes or checksums differ from what was saved, is reported
-        on stderr (step and file), moved to `aside_directory` (never deleted), and the next
-        older one is tried. With an explicit ``step``, only that one is tried.
+        With ``step=None``, tries the newest checkpoint first. One whose files differ from
+        its manifest (or that has none), that orbax cannot read, or whose tree, shapes or
+        dtypes differ from what was saved, is logged as a warning (step and file), moved
+        to `aside_directory` (never deleted), and the next older one is tried. With an
+        explicit ``step``, only that one is tried.
 
         Raises:
           FileNotFoundError: when the directory holds no checkpoint and none was moved aside.
@@ -364,8 +354,7 @@ class Checkpointer:
             except CheckpointError as error:
                 aside = self._move_aside(candidate)
                 failures.append(f"step {candidate} ({error}; moved to {aside})")
-                print(f"checkpoint {error}; moved it to {aside}; trying an older one",
-                      file=sys.stderr, flush=True)
+                logger.warning("checkpoint %s; moved it to %s; trying an older one", error, aside)
         raise CheckpointError(
             f"no intact checkpoint in {self.directory}: " + "; ".join(failures)
             + ". Nothing was restored and nothing was deleted; start afresh in another "
@@ -382,16 +371,13 @@ class Checkpointer:
         abstract = jax.tree.map(
             lambda x: jax.ShapeDtypeStruct(np.shape(x), x.dtype, sharding=device), expected
         )
-        damaged = _manifest_problems(step_dir)
+        damaged = manifest_problems(step_dir)
         if damaged:
-            raise CheckpointError(f"step {step} is damaged: {damaged}")
+            raise CheckpointError(f"step {step} fails verification ({step_dir}): {damaged}")
         try:
             saved_layout = self.manager.item_metadata(step)
-        except Exception as error:
-            raise CheckpointError(
-                f"step {step} is unreadable: {_file_in(error, step_dir)}: "
-                f"{type(error).__name__}: {str(error).splitlines()[0][:200] if str(error) else ''}"
-            ) from error
+        except Exception as error:  # orbax raises many kinds; the files match their manifest
+            raise _unreadable(step, step_dir, error) from error
         other_optimizer = _optimizer_mismatch(abstract, saved_layout)
         if other_optimizer:
             raise ValueError(
@@ -413,28 +399,14 @@ class Checkpointer:
         return _from_saveable(like, self._read_verified(abstract, step))
 
     def _read_verified(self, abstract: Any, step: int) -> Any:
-        """The arrays of ``step`` read into ``abstract``, checked against the checksums (the
-        caller has checked the files against the manifest)."""
+        """The arrays of ``step`` read into ``abstract``, their structure, shapes and dtypes
+        checked (the caller has checked the files against the manifest)."""
         step_dir = Path(self.directory) / str(step)
         try:
             restored = self.manager.restore(step, args=ocp.args.StandardRestore(abstract))
-            recorded = self.manager.metadata(step).custom_metadata or {}
         except Exception as error:  # orbax and tensorstore raise many kinds
-            first = str(error).splitlines()[0][:200] if str(error) else ""
-            raise CheckpointError(
-                f"step {step} is unreadable: {_file_in(error, step_dir)}: "
-                f"{type(error).__name__}: {first}"
-            ) from error
+            raise _unreadable(step, step_dir, error) from error
         problems = _tree_problems(abstract, restored)
-        saved_sums = recorded.get(CHECKSUM_KEY)
-        if not problems and saved_sums is not None:
-            # By path, whatever the containers: a NamedTuple's field (".count") read back
-            # into the dict that orbax's metadata describes (['count']) is the same array.
-            saved_sums = {_canonical(path): digest for path, digest in saved_sums.items()}
-            got = {_canonical(path): digest for path, digest in checksums(restored).items()}
-            problems = [f"{path}: the bytes differ from the saved checksum"
-                        for path, digest in got.items() if saved_sums.get(path) != digest]
-            problems += [f"{path}: saved but not restored" for path in saved_sums if path not in got]
         if problems:
             raise CheckpointError(
                 f"step {step} fails verification ({step_dir}): " + "; ".join(problems[:5])
@@ -478,6 +450,14 @@ def saved_configs(directory: str | os.PathLike) -> dict[int, dict[str, Any] | No
         manager.close()
 
 
+def _first_line(error: BaseException) -> str:
+    return f"{type(error).__name__}: {str(error).partition(chr(10))[0][:300]}"
+
+
+def _unreadable(step: int, step_dir: Path, error: BaseException) -> CheckpointError:
+    return CheckpointError(f"step {step} is unreadable ({step_dir}): {_first_line(error)}")
+
+
 def _layout_mismatch(expected: Any, saved: Any) -> str | None:
     """How the saved arrays' shapes and dtypes differ from ``expected``'s, or None.
 
@@ -511,17 +491,6 @@ def _optimizer_mismatch(expected: Any, saved: Any) -> str | None:
     if _layout_mismatch(expected["params"], saved["params"]):
         return None
     return _layout_mismatch(expected["opt_state"], saved["opt_state"])
-
-
-# One part of a jax.tree_util.keystr path: a dict key ['k'], an index [0], an attribute .a
-_PATH_PART = re.compile(r"\['((?:[^'\\]|\\.)*)'\]|\[(\d+)\]|\.(\w+)")
-
-
-def _canonical(path: str) -> str:
-    """A ``jax.tree_util.keystr`` path with dict keys, indices and attributes alike:
-    ``['opt_state'][0].count`` and ``['opt_state'][0]['count']`` both give
-    ``opt_state/0/count``."""
-    return "/".join("".join(groups) for groups in _PATH_PART.findall(path))
 
 
 def _plain_layout(saved: Any) -> Any:
@@ -602,47 +571,3 @@ def _tree_problems(expected: Any, restored: Any) -> list[str]:
                             f"{tuple(np.shape(got))}, expected {np.dtype(want.dtype).name}"
                             f"{tuple(want.shape)}")
     return problems
-
-
-def _file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _write_manifest(step_dir: Path) -> None:
-    """Records every file's size and SHA-256 under ``step_dir``; atomic by rename."""
-    files = {
-        str(p.relative_to(step_dir)): {"size": p.stat().st_size, "sha256": _file_digest(p)}
-        for p in sorted(step_dir.rglob("*")) if p.is_file() and p.name != MANIFEST_FILE
-    }
-    tmp = step_dir / (MANIFEST_FILE + ".tmp")
-    tmp.write_text(json.dumps(files, indent=1, sort_keys=True) + "\n")
-    os.replace(tmp, step_dir / MANIFEST_FILE)
-
-
-def _manifest_problems(step_dir: Path) -> str | None:
-    """The first file that differs from the manifest (missing, resized, other bytes), or None.
-
-    A checkpoint without a manifest (the run was stopped between orbax's commit and the
-    manifest, or it was written by an older seqnets) is left to the later checks.
-    """
-    path = step_dir / MANIFEST_FILE
-    if not path.exists():
-        return None
-    try:
-        files = json.loads(path.read_text())
-    except (OSError, ValueError) as error:
-        return f"{path}: unreadable manifest ({error})"
-    for name, want in files.items():
-        file = step_dir / name
-        if not file.is_file():
-            return f"{file}: missing"
-        size = file.stat().st_size
-        if size != want["size"]:
-            return f"{file}: {size} bytes, expected {want['size']}"
-        if _file_digest(file) != want["sha256"]:
-            return f"{file}: the bytes differ from the saved SHA-256"
-    return None

@@ -40,6 +40,7 @@ from seqnets.ops._matrix import (
     to_chunks,
     zero_invalid,
 )
+from seqnets.varying import vary_like
 
 Array = jax.Array
 
@@ -81,7 +82,8 @@ def invert_unit_lower(A: Array, block: int = SUBSTITUTION_BLOCK) -> Array:
         row = jax.lax.dynamic_slice_in_dim(eye, i, 1, axis=0) - mm(a_i, X)
         return jax.lax.dynamic_update_slice_in_dim(X, row, i, axis=-2)
 
-    X = jax.lax.fori_loop(1, block, substitute, jnp.broadcast_to(eye, diag.shape))
+    # Under shard_map the loop's carry must vary over the mesh axes as diag does.
+    X = jax.lax.fori_loop(1, block, substitute, vary_like(jnp.broadcast_to(eye, diag.shape), diag))
     size = block
     while size < C:  # merge pairs of neighbouring diagonal blocks
         X = X.reshape(*batch, -1, 2, size, size)

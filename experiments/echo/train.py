@@ -1,142 +1,23 @@
-"""Echo-RNN with stateful truncated BPTT: repeat a random bit stream ``echo_step`` steps later.
-
-    python -m experiments.echo                      # the tutorial's set-up, keep vs reset
-    python -m experiments.echo --echo-step 20 --cell lstm --carry keep
-    python -m experiments.echo --help               # every option
-
-The tutorial set-up: a 50,000-bit series cut into 5 contiguous rows, windows of 15 steps,
-an Elman network with 4 units, 2 classes, Adagrad 0.3, 100 epochs of fresh data, the carry
-zeroed at each epoch's start and carried from each window into the next. Each epoch runs
-as one compiled ``lax.scan`` over its windows (``--loop python`` runs one jitted call per
-window instead, with the same arithmetic).
-
-``--carry both`` (the default) trains with the carry kept across windows and with it reset
-at every window, and reports both. Accuracy is measured on a fresh series, separately for
-the positions whose echo source lies in the same row ("knowable") and for the first
-``echo_step`` positions of each row, which no state can know.
-"""
+"""Training and evaluation of ``echo``: the carry kept across windows, or reset at each."""
 
 from __future__ import annotations
 
 import dataclasses
 import time
 from pathlib import Path
-from typing import Literal, NamedTuple
+from typing import NamedTuple
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 from tqdm import tqdm
 
-import seqnets as sn
-from experiments import cli, models, reporting
-from seqnets.cpu import tune_allocator
-from seqnets.data import echo_streams
-from seqnets.training import (
-    NonFiniteError,
-    accuracy,
-    create_train_state,
-    softmax_cross_entropy,
-)
+from experiments import reporting, rundir
+from experiments.echo.configs import Config, validate
+from experiments.echo.input_pipeline import series
+from experiments.echo.models import init_params, make_loss_fn, make_model
+from seqnets.training import NonFiniteError, create_train_state
 from seqnets.training.tbptt import make_epoch_step, make_window_step, split_windows
-
-NUM_CLASSES = 2
-
-
-@dataclasses.dataclass(frozen=True)
-class Config:
-    """Echo a random binary stream with a recurrent network trained by truncated BPTT."""
-
-    cell: Literal["elman", "lstm", "gru"] = "elman"
-    """Recurrent cell (elman is the tutorial's tanh RNN)."""
-    hidden_size: int = 4
-    """State size per layer."""
-    num_layers: int = 1
-    """Stacked recurrent layers."""
-    series_length: int = 50_000
-    """Bits in each epoch's series (before it is cut into rows)."""
-    batch_size: int = 5
-    """Rows (contiguous streams) the series is cut into."""
-    window: int = 15
-    """Steps per truncated-BPTT window (truncated_backprop_length)."""
-    echo_step: int = 3
-    """Delay of the echo in steps."""
-    epochs: int = 100
-    """Epochs, each on a fresh series, with the carry zeroed at its start."""
-    learning_rate: float = 0.3
-    """Adagrad learning rate."""
-    carry: Literal["both", "keep", "reset"] = "both"
-    """keep: carry the state from each window into the next; reset: zero it at every
-    window; both: train both and report the comparison."""
-    loop: Literal["fused", "python"] = "fused"
-    """fused: one compiled lax.scan over each epoch's windows; python: one jitted call per
-    window."""
-    seed: int = 0
-    """Seed of the parameters and of every series."""
-    workdir: str = "runs/echo"
-    """Output directory: metrics, figures, results."""
-    overwrite: bool = False
-    """Start afresh even if --workdir holds a run (the old one is moved aside)."""
-    smoke: bool = False
-    """A quick run: 5,000-bit series, 5 epochs (used by the tests)."""
-    progress: bool = True
-    """Show a progress bar."""
-
-
-SMOKE_SIZES = {"series_length": 5_000, "epochs": 5}
-
-
-def effective(config: Config) -> Config:
-    """The config with ``--smoke``'s sizes (each capped at its smoke value)."""
-    return reporting.effective(config, SMOKE_SIZES)
-
-
-def validate(config: Config) -> Config:
-    """The effective config; raises ValueError naming a bad option, before any training."""
-    config = effective(config)
-    make_model(config)  # hidden size, layers
-    cli.check_at_least(config, 1, "series_length", "batch_size", "window", "echo_step", "epochs")
-    cli.check_positive(config, "learning_rate")
-    series(config, [config.seed, 0])  # the rows must divide and hold a window
-    return config
-
-
-def make_model(config: Config) -> sn.Stack:
-    return sn.stack(models.CELLS[config.cell](config.hidden_size), num_layers=config.num_layers)
-
-
-def init_params(model: sn.Stack, key: jax.Array) -> dict:
-    """Recurrent layers for 1-bit inputs, and a linear head ``(output_size, 2)``."""
-    return models.init_params(model, key, 1, NUM_CLASSES)
-
-
-def make_loss_fn(model: sn.Stack):
-    """The TBPTT loss: ``(params, carry, (x, y), key) -> (loss, (carry, metrics))``."""
-
-    def loss_fn(params, carry, batch, key):
-        del key
-        x, y = batch  # (batch, window) bits
-        carry, ys = model.apply(params["rnn"], x[..., None].astype(jnp.float32), carry=carry)
-        logits = models.head(params, ys)  # (batch, window, 2)
-        return softmax_cross_entropy(logits, y), (
-            carry, {"accuracy": accuracy(logits, y), "predictions": jnp.argmax(logits, -1)}
-        )
-
-    return loss_fn
-
-
-def series(config: Config, seed) -> tuple[np.ndarray, np.ndarray]:
-    """One epoch's rows, trimmed to whole windows as the tutorial does."""
-    x, y = echo_streams(seed, series_length=config.series_length,
-                        batch_size=config.batch_size, echo_step=config.echo_step)
-    usable = x.shape[1] - x.shape[1] % config.window
-    if usable == 0:
-        raise ValueError(
-            f"rows of {x.shape[1]} steps are shorter than one window of {config.window}: "
-            "raise --series-length or lower --window / --batch-size."
-        )
-    return x[:, :usable], y[:, :usable]
 
 
 class TrainResult(NamedTuple):
@@ -252,7 +133,7 @@ def evaluate(config: Config, params: dict, keep_carry: bool) -> dict:
 def train_and_evaluate(config: Config, workdir: str | Path) -> dict:
     """Trains in each requested carry mode, writes metrics, figures and results."""
     config = validate(config)
-    workdir = reporting.prepare_workdir(workdir, dataclasses.asdict(config), resume=False,
+    workdir = rundir.prepare_workdir(workdir, dataclasses.asdict(config), resume=False,
                                         overwrite=config.overwrite)
     modes = ["keep", "reset"] if config.carry == "both" else [config.carry]
     log = reporting.MetricsLog(workdir, keep_until_step=None)
@@ -262,7 +143,7 @@ def train_and_evaluate(config: Config, workdir: str | Path) -> dict:
         for record in records:
             log.write({"carry": mode, **record})
         evaluation = evaluate(config, params, mode == "keep")
-        reporting.plot_windows(
+        plot_windows(
             workdir / f"echo_{mode}.png", window_losses, evaluation["last_window"],
             f"{config.cell} {config.hidden_size}, echo {config.echo_step}, window "
             f"{config.window}, carry {mode}",
@@ -287,12 +168,25 @@ def train_and_evaluate(config: Config, workdir: str | Path) -> dict:
     return results
 
 
-def main(args: list[str] | None = None) -> None:
-    """The command line: ``error: <message>`` and exit code 2 for a bad config."""
-    # No checkpoints to save: SIGTERM and SIGINT end the run as usual.
-    cli.run(Config, validate, train_and_evaluate, args, saves_on_signal=False)
-
-
-if __name__ == "__main__":
-    tune_allocator()
-    main()
+def plot_windows(path: Path, window_losses: np.ndarray, last_window: dict, title: str) -> None:
+    """The echo tutorial's figure: the loss per window, and the last window of each stream
+    (inputs, target echoes, predicted echoes)."""
+    plt = reporting.pyplot()
+    rows = len(last_window["x"])
+    fig = plt.figure(figsize=(12, 2.2 * (rows + 1)))
+    ax = fig.add_subplot(rows + 1, 1, 1)
+    ax.plot(window_losses, linewidth=0.6)
+    ax.set(xlabel="window", ylabel="loss", title=title, yscale="log")
+    for r in range(rows):
+        ax = fig.add_subplot(rows + 1, 1, r + 2)
+        steps = np.arange(len(last_window["x"][r]))
+        ax.bar(steps - 0.27, last_window["x"][r], width=0.27, color="C0", label="input")
+        ax.bar(steps, np.asarray(last_window["y"][r]) * 0.8, width=0.27, color="C2",
+               label="target echo")
+        ax.bar(steps + 0.27, np.asarray(last_window["predicted"][r]) * 0.6, width=0.27,
+               color="C3", label="predicted echo")
+        ax.set(ylim=(0, 1.1), yticks=[], ylabel=f"stream {r}")
+        if r == 0:
+            ax.legend(loc="upper right", ncol=3, fontsize=8)
+    fig.tight_layout()
+    reporting.save_figure(fig, path, dpi=90)

@@ -1,0 +1,8 @@
+"""``python -m experiments.mnist_rows``: the process's CPU settings, then the command line."""
+
+from experiments.mnist_rows.main import main
+from seqnets.cpu import tune_allocator, use_cores_as_devices
+
+tune_allocator()  # glibc keeps freed memory for the next step (see seqnets.cpu)
+use_cores_as_devices()  # on a CPU host, one JAX device per core (see seqnets.cpu)
+main()

@@ -1,0 +1,7 @@
+"""``python -m experiments.ptb``: the process's allocator setting, then the command line."""
+
+from experiments.ptb.main import main
+from seqnets.cpu import tune_allocator
+
+tune_allocator()  # glibc keeps freed memory for the next step (see seqnets.cpu)
+main()
