@@ -13,6 +13,12 @@ CELLS = {
     "irnn": sn.irnn, "min_gru": sn.min_gru, "min_lstm": sn.min_lstm, "lru": sn.lru,
     "rg_lru": sn.rg_lru, "s6": sn.s6,
 }
+# One cell of each family that landed after the precision mechanism: matrix-state and
+# xLSTM (their blocks and the other cells share make_matrix_cell, resp. the same dtypes).
+NEW_CELLS = {
+    "gated_delta_net": lambda **kw: sn.gated_delta_net(8, num_heads=2, **kw),
+    "slstm": lambda **kw: sn.slstm(8, num_heads=2, **kw),
+}
 BF16_EPS = 2.0**-8  # bfloat16's unit roundoff: 8 significand bits
 
 
@@ -46,6 +52,38 @@ def test_bfloat16_compute_with_float32_params_and_the_reverse(dtype, param_dtype
         scale = float(jnp.max(jnp.abs(expected))) + 1.0
         error = float(jnp.max(jnp.abs(ys.astype(jnp.float32) - expected)))
         assert error < 8 * BF16_EPS * scale, (name, error)
+
+
+@pytest.mark.parametrize("name", sorted(NEW_CELLS))
+def test_matrix_state_and_xlstm_cells_compute_in_bfloat16_keep_their_state_in_float32(name):
+    factory = NEW_CELLS[name]
+    cell, reference = factory(dtype=jnp.bfloat16), factory()
+    params = cell.init(jax.random.key(0), 3)
+    assert cell == factory(dtype=jnp.bfloat16, param_dtype=jnp.float32)
+    assert real_dtypes(params) == {jnp.dtype(jnp.float32)}
+    assert real_dtypes(factory(param_dtype=jnp.bfloat16).init(jax.random.key(0), 3)) == {
+        jnp.dtype(jnp.bfloat16)}
+    if name == "slstm":
+        # Input gates near exp(1000): the stabiliser m is then about 1000, where bfloat16's
+        # spacing is 4, so gate math in bfloat16 would weigh the steps by factors up to
+        # exp(2) (measured: 18 units of 2^-8 of the scale, against 0.55 in float32).
+        params["b"] = params["b"].reshape(2, 4, 4).at[:, 0].add(1000.0).reshape(-1)
+    xs = jax.random.normal(jax.random.key(1), (2, 6, 3))
+
+    @jax.jit  # one compilation: both cells, every mode's kernel the cell has in auto
+    def both(params, xs):
+        carry, ys = sn.scan(cell, params, xs)
+        return carry, ys, sn.scan(reference, params, xs)[1]
+
+    carry, ys, expected = both(params, xs)
+    assert ys.dtype == jnp.bfloat16
+    assert real_dtypes(carry) == {jnp.dtype(jnp.float32)}
+    # bfloat16 rounds the matmuls' operands (a few terms each) and the outputs; the
+    # state, the gates and the kernel are float32, so the error is a few units of 2^-8
+    # of the outputs' scale, not one that grows with the state or the stabiliser.
+    scale = float(jnp.max(jnp.abs(expected))) + 1.0
+    error = float(jnp.max(jnp.abs(ys.astype(jnp.float32) - expected)))
+    assert error < 8 * BF16_EPS * scale, (name, error)
 
 
 def test_bfloat16_params_stored_by_the_user_are_accepted_by_a_bfloat16_cell():
@@ -125,14 +163,15 @@ def test_float64_is_refused_without_x64_with_the_fix():
         sn.gru(4, param_dtype=jnp.int32)
 
 
-@pytest.mark.parametrize("name", ["lstm", "lru", "rg_lru"])
+@pytest.mark.parametrize("name", ["lstm", "lru", "rg_lru", *sorted(NEW_CELLS)])
 def test_float64_gradient_check_against_finite_differences(name):
     # The point of float64: central differences with h = 1e-6 have a truncation error
     # O(h^2 f''') ~ 1e-12 and a rounding error ~ 1e-16 / h = 1e-10, so the directional
     # derivative agrees with the gradient to ~1e-9 relative; in float32 the rounding
     # error alone is ~1e-7 / 1e-6, larger than the derivative's digits.
     with jax.enable_x64(True):
-        cell = CELLS[name](5, dtype=jnp.float64, param_dtype=jnp.float64)
+        cell = (NEW_CELLS[name] if name in NEW_CELLS else lambda **kw: CELLS[name](5, **kw))(
+            dtype=jnp.float64, param_dtype=jnp.float64)
         params = cell.init(jax.random.key(0), 3)
         xs = jax.random.normal(jax.random.key(1), (2, 6, 3), jnp.float64)
         carry, ys = jax.eval_shape(lambda: sn.scan(cell, params, xs))  # dtypes, no run
@@ -140,7 +179,10 @@ def test_float64_gradient_check_against_finite_differences(name):
         assert jnp.dtype(jnp.float64) in real_dtypes(carry)
 
         def loss(params):
-            return jnp.sum(jnp.sin(sn.scan(cell, params, xs, mode="sequential")[1]))
+            # the matrix-state kernel in its chunked mode (chunks of 4: two of them)
+            mode = (dict(mode="chunked", chunk_size=4) if cell.family == "delta_rule"
+                    else dict(mode="sequential"))
+            return jnp.sum(jnp.sin(sn.scan(cell, params, xs, **mode)[1]))
 
         direction = jax.tree.map(lambda p, k: jax.random.normal(k, p.shape, p.dtype), params,
                                  dict(zip(params, jax.random.split(jax.random.key(2),
