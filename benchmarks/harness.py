@@ -23,9 +23,11 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import json
 import statistics
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -257,3 +259,25 @@ def cost_slope(times: Sequence[int], seconds: Sequence[float]) -> tuple[float, f
         raise ValueError(f"a slope needs at least two lengths; got {list(times)}.")
     slope, intercept = np.polyfit(np.asarray(times, float), np.asarray(seconds, float), 1)
     return float(slope), float(intercept)
+
+
+def matmul_ceiling(n: int = 2048, reps: int = 10) -> float:
+    """GFLOP/s of a large float32 matmul through XLA: the machine's practical ceiling."""
+    import jax
+
+    a = jax.random.normal(jax.random.key(0), (n, n))
+    f = jax.jit(lambda a: a @ a)
+    f(a).block_until_ready()
+    times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        f(a).block_until_ready()
+        times.append(time.perf_counter() - start)
+    return 2 * n**3 / statistics.median(times) / 1e9
+
+
+def write_report(out: Path, report: dict, markdown: str) -> None:
+    """Writes ``out/latest.json`` (the report) and ``out/latest.md`` (its tables)."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "latest.json").write_text(json.dumps(report, indent=1) + "\n")
+    (out / "latest.md").write_text(markdown if markdown.endswith("\n") else markdown + "\n")

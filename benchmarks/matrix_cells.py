@@ -18,7 +18,6 @@ Writes ``benchmarks/results/matrix_cells/latest.json`` and ``latest.md``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -31,7 +30,7 @@ import jax.numpy as jnp
 import optax
 
 import seqnets as sn
-from benchmarks.harness import Competitor, Workload, classifier_data, measure
+from benchmarks.harness import Competitor, Workload, classifier_data, measure, write_report
 from benchmarks.runners import JaxStep
 from seqnets.ops import registry
 from seqnets.training import create_train_state, make_train_step, softmax_cross_entropy
@@ -138,9 +137,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
                         "x_lstm": lstm / r.median_call_seconds, "peak_bytes": r.peak_bytes,
                         "calls": r.calls} for name, r in rows.items()},
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "latest.json").write_text(json.dumps(report, indent=1) + "\n")
-    (args.out / "latest.md").write_text(markdown(report))
+    write_report(args.out, report, markdown(report))
     print(markdown(report))
     return report
 

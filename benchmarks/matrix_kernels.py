@@ -23,10 +23,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib.util
-import json
 import os
 import platform
-import statistics
 import time
 from pathlib import Path
 
@@ -128,18 +126,6 @@ def check_same_outputs(family: str, names: list[str], args: tuple) -> dict[str, 
     return errors
 
 
-def matmul_ceiling(n: int = 2048, reps: int = 5) -> float:
-    """GFLOP/s of one large float32 matmul through XLA, the practical ceiling here."""
-    a = jax.random.normal(jax.random.key(0), (n, n))
-    f = jax.jit(lambda a: a @ a)
-    f(a).block_until_ready()
-    times = []
-    for _ in range(reps):
-        start = time.perf_counter()
-        f(a).block_until_ready()
-        times.append(time.perf_counter() - start)
-    return 2 * n ** 3 / statistics.median(times) / 1e9
-
 
 def measure_shape(family, B, T, H, D, rounds, steps, memax_upto, parallel_upto):
     names = competitors(family, T, memax_upto, parallel_upto)
@@ -235,7 +221,8 @@ def main(argv=None) -> dict:
               "machine": f"{platform.machine()}, {os.cpu_count()} cores, {jax.default_backend()}",
               "load": [os.getloadavg()[0]], "command": "python -m benchmarks.matrix_kernels "
               + " ".join(argv if argv is not None else os.sys.argv[1:]),
-              "ceiling_gflops": matmul_ceiling(args.ceiling_size), "runs": [], "slopes": {},
+              "ceiling_gflops": harness.matmul_ceiling(args.ceiling_size, reps=5),
+              "runs": [], "slopes": {},
               "ceiling_share": {}, "memory": {}, "goals": []}
     shapes = [(T, args.dims[0]) for T in args.times]
     shapes += [(args.main_time, D) for D in args.dims[1:]]
@@ -273,9 +260,7 @@ def main(argv=None) -> dict:
             print("memory", T, {n: f"{b / 2**20:.0f} MiB" for n, b in report["memory"][T].items()},
                   flush=True)
     report["load"].append(os.getloadavg()[0])
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "latest.json").write_text(json.dumps(report, indent=1) + "\n")
-    (args.out / "latest.md").write_text(markdown(report))
+    harness.write_report(args.out, report, markdown(report))
     print(markdown(report))
     return report
 

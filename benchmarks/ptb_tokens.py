@@ -41,8 +41,7 @@ from benchmarks.harness import Competitor, Goal, Workload, measure
 from benchmarks.runners import JaxEpoch, JaxWindowLoop, xla_peak_memory
 from experiments import ptb
 from seqnets.cpu import tune_allocator
-from seqnets.data import load_ptb
-from seqnets.data.ptb import lm_streams
+from seqnets.data import lm_streams, load_ptb
 from seqnets.training.tbptt import make_epoch_step, make_window_step, split_windows
 
 RESULTS = Path(__file__).resolve().parent / "results"

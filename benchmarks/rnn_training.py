@@ -32,17 +32,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
-import json
 import os
 import platform
-import statistics
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import jax
 
-from benchmarks.harness import Workload, check_goals, measure
+from benchmarks.harness import Workload, check_goals, matmul_ceiling, measure, write_report
 from benchmarks.rnn_training_registry import (
     D_TIMES,
     MIN_TIMED_CALLS,
@@ -76,18 +73,6 @@ def run_shape(w: Workload, rounds: int, steps: int, pause: float = PAUSE_SECONDS
             "rows": {i: dataclasses.asdict(r) for i, r in rows.items()},
             "gflops": gflops, "skipped": skipped}
 
-
-def matmul_ceiling(n: int = 2048, reps: int = 10) -> float:
-    """GFLOP/s of a large float32 matmul through XLA: the machine's practical ceiling."""
-    a = jax.random.normal(jax.random.key(0), (n, n))
-    f = jax.jit(lambda a: a @ a)
-    f(a).block_until_ready()
-    times = []
-    for _ in range(reps):
-        start = time.perf_counter()
-        f(a).block_until_ready()
-        times.append(time.perf_counter() - start)
-    return 2 * n**3 / statistics.median(times) / 1e9
 
 
 def main(argv: Sequence[str] | None = None, *, allocator_tuned: bool = False) -> dict:
@@ -148,9 +133,7 @@ def main(argv: Sequence[str] | None = None, *, allocator_tuned: bool = False) ->
         # Written after every shape, so that a run stopped early keeps what it measured.
         report["load_end"] = os.getloadavg()[0]
         report["goals"] = goal_results(report)
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "latest.json").write_text(json.dumps(report, indent=2) + "\n")
-        (args.out / "latest.md").write_text(to_markdown(report) + "\n")
+        write_report(args.out, report, to_markdown(report))
     print(f"wrote {args.out / 'latest.json'} and latest.md")
     return report
 

@@ -9,6 +9,9 @@
     (2, 5, 8)
 """
 
+import importlib
+from typing import Any
+
 from seqnets import ops
 from seqnets.cells import (
     Cell,
@@ -17,6 +20,7 @@ from seqnets.cells import (
     SegmentCarry,
     delta_net,
     elman,
+    from_config,
     gated_delta_net,
     gla,
     gru,
@@ -35,6 +39,7 @@ from seqnets.cells import (
     rg_lru,
     s6,
     slstm,
+    to_config,
 )
 from seqnets.sequence import Stack, final_outputs, scan, stack
 
@@ -49,6 +54,7 @@ __all__ = [
     "delta_net",
     "elman",
     "final_outputs",
+    "from_config",
     "gated_delta_net",
     "gla",
     "gru",
@@ -70,4 +76,20 @@ __all__ = [
     "scan",
     "slstm",
     "stack",
+    "to_config",
 ]
+
+# Subpackages that `seqnets.NAME` reaches without an import of its own, imported on first
+# use: training and parallel pull optax and orbax (about a second), nnx needs Flax and
+# equinox Equinox, which are extras.
+_SUBMODULES = ("data", "equinox", "interop", "layers", "nnx", "parallel", "training")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        return importlib.import_module(f"seqnets.{name}")
+    raise AttributeError(f"module 'seqnets' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_SUBMODULES])

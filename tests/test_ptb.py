@@ -15,8 +15,8 @@ import pytest
 
 import seqnets as sn
 from experiments import cli, ptb, reporting
-from seqnets.data import DataError, SourceUnavailableError, load_ptb
-from seqnets.data.ptb import build_vocab, lm_streams, tokenize, write_ptb_files
+from seqnets.data import DataError, SourceUnavailableError, lm_streams, load_ptb
+from seqnets.data.ptb import build_vocab, tokenize, write_ptb_files
 from seqnets.sequence.dropout import dropout, state_dropout
 from seqnets.training import Checkpointer, create_train_state
 from seqnets.training.tbptt import split_windows

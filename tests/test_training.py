@@ -215,3 +215,31 @@ def test_masked_losses():
     np.testing.assert_allclose(accuracy(logits, labels), 2 / 3, rtol=1e-6)
     np.testing.assert_allclose(accuracy(logits, labels, mask=jnp.array([1, 0, 1])), 1.0)
     assert float(softmax_cross_entropy(logits, labels, mask=jnp.array([1, 0, 1]))) < 1e-4
+
+
+def test_the_callers_arrays_survive_the_donating_train_step():
+    """Issue 25, section 3: the first step deleted the params dict the user passed in
+    ("RuntimeError: Array has been deleted with shape=float32[2,16]")."""
+    cell = sn.lstm(16)
+    k1, k2 = jax.random.split(jax.random.key(0))
+    params = {"rnn": cell.init(k1, 2), "w": 0.1 * jax.random.normal(k2, (16, 3))}
+    key = jax.random.key(1)
+
+    def loss_fn(params, batch, key):
+        x, y = batch
+        carry, _ = sn.scan(cell, params["rnn"], x)
+        return softmax_cross_entropy(carry[1] @ params["w"], y), {}
+
+    optimizer = optax.adam(1e-2)
+    state = create_train_state(params, optimizer, key)
+    step = make_train_step(loss_fn, optimizer)
+    batch = (jnp.ones((4, 5, 2)), jnp.array([0, 1, 2, 0]))
+    first = state
+    state, _ = step(state, batch)
+    state, _ = step(state, batch)
+    # The library's own buffers are still donated; the caller's arrays are untouched.
+    assert all(leaf.is_deleted() for leaf in jax.tree.leaves(first.params))
+    assert not any(leaf.is_deleted() for leaf in jax.tree.leaves(params))
+    _, ys = sn.scan(cell, params["rnn"], batch[0])
+    assert ys.shape == (4, 5, 16) and jax.random.key_data(key).shape == (2,)
+    assert not np.allclose(state.params["w"], params["w"])

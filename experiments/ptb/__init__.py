@@ -25,7 +25,7 @@ Dropout (non-recurrent, a fresh mask per step) acts on the embedding output, bet
 layers and before the softmax.
 
 Training reads the training text as 20 contiguous streams in windows of ``num_steps``
-(`seqnets.data.ptb.lm_streams`); the carry crosses every window with the gradient cut,
+(`seqnets.data.lm_streams`); the carry crosses every window with the gradient cut,
 and starts from zeros at each epoch, as the tutorial's ``run_epoch``. The windows run
 through `seqnets.training.tbptt.make_epoch_step`, one compiled ``lax.scan`` per call of
 ``--windows-per-call`` windows. Evaluation reads each split as one stream (batch 1) with

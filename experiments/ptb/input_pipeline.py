@@ -1,5 +1,5 @@
 """The Penn Treebank as ``ptb`` reads it: the splits cut to size, and the training text as
-``BATCH_SIZE`` contiguous streams in windows of ``num_steps`` (`seqnets.data.ptb.lm_streams`)."""
+``BATCH_SIZE`` contiguous streams in windows of ``num_steps`` (`seqnets.data.lm_streams`)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from seqnets.data import load_ptb
-from seqnets.data.ptb import PTB, lm_streams
+from seqnets.data import lm_streams, load_ptb
+from seqnets.data.ptb import PTB
 from seqnets.training.tbptt import split_windows
 
 if TYPE_CHECKING:

@@ -9,7 +9,9 @@ from seqnets.cells.base import (
     make_cell,
     make_linear_cell,
 )
+from seqnets.cells.config import Config, from_config, to_config
 from seqnets.cells.delta_net import delta_net
+from seqnets.cells.dtypes import Precision, matmul, precision
 from seqnets.cells.elman import elman, irnn
 from seqnets.cells.gated_delta_net import gated_delta_net
 from seqnets.cells.gla import gla
@@ -27,12 +29,15 @@ from seqnets.cells.slstm import SLSTMState, slstm
 
 __all__ = [
     "Cell",
+    "Config",
     "Linear",
+    "Precision",
     "Recurrence",
     "SLSTMState",
     "SegmentCarry",
     "delta_net",
     "elman",
+    "from_config",
     "gated_delta_net",
     "gla",
     "gru",
@@ -45,10 +50,13 @@ __all__ = [
     "make_linear_cell",
     "make_matrix_cell",
     "mamba2",
+    "matmul",
     "min_gru",
     "min_lstm",
     "mlstm",
+    "precision",
     "rg_lru",
     "s6",
     "slstm",
+    "to_config",
 ]

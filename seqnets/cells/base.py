@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import math
 import numbers
 import warnings
 from collections.abc import Callable
@@ -37,8 +36,15 @@ from typing import Any, NamedTuple, TypeVar
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from seqnets.backend import fuse_small_matmul
+from seqnets.cells.config import Config, constructor_name, register_constructor
+from seqnets.cells.dtypes import (  # noqa: F401  (flat_matmul: re-exported)
+    Precision,
+    check_x64,
+    flat_matmul,
+    matmul,
+)
 from seqnets.ops import diagonal
 from seqnets.ops.masks import Steps
 from seqnets.types import Array, Carry, Initializer, Params  # noqa: F401  (re-exported)
@@ -88,13 +94,14 @@ class Linear(NamedTuple):
     Attributes:
       coefficients: ``(params, projected) -> (a, b)``; ``projected`` is
         ``(..., projection_size)``, ``b`` is ``(..., state...)`` with the carry's dtype
-        (float32, or complex64 for the LRU) and ``a`` has that shape or one that broadcasts
-        to it: ``(state_size,)`` for a decay that does not depend on the input. With
+        (the state dtype: float32 by default, complex64 for the LRU) and ``a`` has that
+        shape or one that broadcasts to it: ``(state_size,)`` for a decay that does not
+        depend on the input. With
         ``starts_segments``, ``(params, projected, start) -> (a, b)``, where ``start`` is
         bool ``(..., 1)``: True at a step that starts a segment.
       readout: ``(params, h, projected) -> y``; ``h`` is ``(..., state...)`` (the carry
         after the step), ``projected`` the same step's projected input, ``y`` is
-        ``(..., hidden_size)`` float32.
+        ``(..., hidden_size)`` (cast to the compute dtype by `make_linear_cell`).
       starts_segments: whether ``coefficients`` takes ``start`` and the carry is a
         `SegmentCarry`.
     """
@@ -110,9 +117,12 @@ class Linear(NamedTuple):
 
     def run(self, kernel: Callable[..., tuple[Array, Array]], params: Params, projected: Array,
             carry: Carry, steps: Steps, *, chunk_size: int | None = None,
-            unroll: int | bool = 1) -> tuple[Carry, Array]:
+            unroll: int | bool = 1, all_carries: bool = False) -> tuple[Carry, Any]:
         """The `Recurrence` ``run`` of the diagonal family: coefficients, masks folded in
-        as coefficients (`seqnets.ops.diagonal.fold_masks`), the kernel, the readout."""
+        as coefficients (`seqnets.ops.diagonal.fold_masks`), the kernel, the readout.
+
+        With ``all_carries``, the outputs are ``(ys, carries)``: the kernel's state after
+        every step, ``(time, batch, ...)``, in the carry's structure."""
         h0 = carry.h if self.starts_segments else carry
         if self.starts_segments:
             # A step starts a segment after a reset, and at the first step when the
@@ -124,35 +134,44 @@ class Linear(NamedTuple):
             a, b = self.coefficients(params, projected)
         a, b = diagonal.fold_masks(a, b, steps.valid, steps.reset)
         if projected.shape[0] == 0:
-            return carry, self.readout(params, b.astype(h0.dtype), projected)
-        hs, h_last = kernel(a, b, h0, chunk_size=chunk_size, unroll=unroll)
+            hs, h_last = b.astype(h0.dtype), h0
+        else:
+            hs, h_last = kernel(a, b, h0, chunk_size=chunk_size, unroll=unroll)
         ys = self.readout(params, hs, projected)
         if self.starts_segments:
             # Still at a segment's start only where no valid step ran.
             ran = True if steps.valid is None else jnp.any(steps.valid, axis=0)
             h_last = SegmentCarry(jnp.where(ran, 0.0, carry.start), h_last)
-        return h_last, ys
+            hs = SegmentCarry(jnp.zeros(hs.shape[:2], carry.start.dtype), hs)
+        return h_last, ((ys, hs) if all_carries else ys)
 
 
 class Cell(NamedTuple):
     """A recurrent cell as pure functions; build one with `seqnets.lstm`, `gru`, `min_gru`...
 
     Attributes:
-      init: ``(key, input_size) -> params``, a dict of float32 arrays.
+      init: ``(key, input_size) -> params``, a dict of arrays of the cell's
+        ``param_dtype`` (float32 by default).
       initial_carry: ``(batch_size) -> carry``, each leaf ``(batch, ...)``: ``(batch,
         hidden_size)`` for the classic cells, ``(batch, hidden, state)`` for S6, any rank
         for a cell of your own.
       project: ``(params, x) -> projected``; ``x`` is ``(..., input_size)``, the result
-        ``(..., projection_size)``, float32.
+        ``(..., projection_size)``, in the state dtype (float32 by default; see
+        `seqnets.cells.dtypes`).
       step: ``(params, carry, projected_t) -> (carry, h)``; ``projected_t`` is
         ``(batch, projection_size)``, ``h`` is ``(batch, hidden_size)``.
       apply: ``(params, carry, x_t) -> (carry, h)``; one step on a raw input
         ``x_t: (batch, input_size)``, the same as ``step(params, carry, project(params, x_t))``.
-      hidden_size: the width of ``h``.
+      hidden_size: the width of the outputs ``h`` (for an LSTM with a projection, the
+        projection's width).
       name: ``"lstm"``, ``"gru"``, ``"elman"`` or a name of your own.
       recurrence: how the whole sequence may run with a family's kernels: a `Linear`
         (the diagonal family) or a `Recurrence`; None when the update is not linear in
         the carry (the step runs once per time step, the ``"nonlinear"`` family).
+      precision: the cell's dtypes (`Precision`), or None for a cell of your own that
+        manages its dtypes itself.
+      config: how the cell was built (`Config`): its constructor and arguments, set by
+        `cell_constructor`; None for a cell made directly with `make_cell`.
     """
 
     init: Callable[[Array, int], Params]
@@ -163,6 +182,8 @@ class Cell(NamedTuple):
     hidden_size: int
     name: str
     recurrence: Linear | Recurrence | None = None
+    precision: Precision | None = None
+    config: Config | None = None
 
     @property
     def family(self) -> str:
@@ -182,36 +203,70 @@ CellT = TypeVar("CellT")
 
 
 def cell_constructor(build: Callable[..., CellT]) -> Callable[..., CellT]:
-    """Makes ``build`` return the same object for the same configuration.
+    """Makes ``build`` return the same object for the same configuration, and record it.
 
     A cell holds closures, which compare by identity, so two cells built alike would be
     unequal and ``jax.jit(..., static_argnames="cell")`` would compile once for each. The
     built-in constructors are wrapped in this: their arguments, defaults filled in, key a
-    cache of the cells built so far. Arguments that cannot be hashed skip the cache.
+    cache of the cells built so far (a dtype counts by name: ``jnp.float32``,
+    ``np.float32`` and ``np.dtype("float32")`` are one configuration). Arguments that
+    cannot be hashed skip the cache.
+
+    The model returned carries a `Config` (its ``config`` field): the constructor's name,
+    registered for `seqnets.from_config`, and the arguments, so it can be rebuilt with
+    other dtypes (`seqnets.stack`) or saved beside a checkpoint. A constructor of your own
+    wrapped in this gets the same, provided its result is a NamedTuple with a ``config``
+    field (a `Cell` or a `Stack`).
     """
     signature = inspect.signature(build)
     built: dict[Any, CellT] = {}
+    name = constructor_name(build)
 
     def freeze(value: Any) -> Any:
         # bool is an int to Python (True == 1): keep the type, so lstm(True) still fails.
         if isinstance(value, list | tuple):
-            return (type(value).__name__, *map(freeze, value))
-        return (type(value).__name__, value) if isinstance(value, bool) else value
+            # A list and a tuple of the same cells are one configuration (a config read
+            # back from JSON gives tuples); a NamedTuple keeps its type.
+            kind = "sequence" if type(value) in (list, tuple) else type(value).__name__
+            return (kind, *map(freeze, value))
+        if isinstance(value, bool):
+            return (type(value).__name__, value)
+        dtype = _dtype_of(value)
+        return ("dtype", dtype.name) if dtype is not None else value
+
+    def hashable(value: Any) -> Any:
+        # Plain lists and tuples only: a Cell is a NamedTuple, and stays one.
+        return tuple(map(hashable, value)) if type(value) in (list, tuple) else value
 
     @functools.wraps(build)
     def cached(*args: Any, **kwargs: Any) -> CellT:
         bound = signature.bind(*args, **kwargs)
         bound.apply_defaults()
-        key = tuple((name, freeze(value)) for name, value in bound.arguments.items())
+        key = tuple((arg, freeze(value)) for arg, value in bound.arguments.items())
         try:
             return built[key]
-        except TypeError:  # an unhashable argument
+        except TypeError:  # an unhashable argument: no cache, no config
             return build(*args, **kwargs)
         except KeyError:
-            cell = built[key] = build(*args, **kwargs)
+            cell = build(*args, **kwargs)
+            if hasattr(cell, "_replace") and "config" in getattr(cell, "_fields", ()):
+                arguments = tuple((arg, hashable(value)) for arg, value in bound.arguments.items())
+                cell = cell._replace(config=Config(name, arguments))
+            built[key] = cell
             return cell
 
+    register_constructor(name, cached)
     return cached
+
+
+def _dtype_of(value: Any) -> np.dtype | None:
+    """``value`` as a NumPy dtype when it is a dtype or a scalar type (``jnp.float32``)."""
+    if isinstance(value, np.dtype):
+        return value
+    if isinstance(value, type) and (issubclass(value, np.generic)
+                                    or isinstance(getattr(value, "dtype", None), np.dtype)):
+        return np.dtype(getattr(value, "dtype", value))
+    return None
 
 
 def make_cell(
@@ -224,6 +279,7 @@ def make_cell(
     name: str,
     recurrence: Linear | Recurrence | None = None,
     linear: Linear | None = None,
+    precision: Precision | None = None,
 ) -> Cell:
     """Builds a `Cell` whose ``apply`` is ``step`` after ``project``.
 
@@ -231,11 +287,27 @@ def make_cell(
     A cell whose update is linear in the carry should use `make_linear_cell` instead,
     which builds ``step`` and ``recurrence`` from the same two functions. ``linear`` is a
     deprecated alias of ``recurrence``.
+
+    ``precision`` (`seqnets.cells.precision(dtype, param_dtype)`) gives the cell the
+    built-in cells' dtypes: ``init``'s floating-point parameters are cast to
+    ``param_dtype``, ``project``'s result to the state dtype and ``step``'s output to the
+    compute dtype; ``initial_carry`` should make zeros of ``precision.state_dtype`` and the
+    matmuls should go through `seqnets.cells.matmul` in ``precision.dtype``.
+
+    ``step`` is checked where it is traced: it must return a pair ``(carry, output)``,
+    and a raw input passed where the projected one belongs (``cell.step(params, carry,
+    x_t)``) is named as such.
     """
     if linear is not None:
         warnings.warn("make_cell(linear=...) is deprecated: use recurrence=...",
                       DeprecationWarning, stacklevel=2)
         recurrence = linear if recurrence is None else recurrence
+    hidden_size = check_positive_int(hidden_size, "hidden_size", f"make_cell({name!r})")
+    if precision is not None:
+        init = precision.init(init)
+        project = _cast_result(project, precision.state_dtype)
+        step = _cast_output(step, precision.dtype)
+    step = _checked_step(step, init, name)
 
     def apply(params: Params, carry: Carry, x_t: Array) -> tuple[Carry, Array]:
         if jnp.ndim(x_t) != 2:
@@ -248,7 +320,67 @@ def make_cell(
         check_params(init, params, x_t.shape[-1], where=f"{name}.apply")
         return step(params, carry, projected)
 
-    return Cell(init, initial_carry, project, step, apply, hidden_size, name, recurrence)
+    return Cell(init, initial_carry, project, step, apply, hidden_size, name, recurrence,
+                precision)
+
+
+def _cast_result(function: Callable[..., Array], dtype: Any) -> Callable[..., Array]:
+    @functools.wraps(function)
+    def cast(*args: Any) -> Array:
+        return function(*args).astype(dtype)
+
+    return cast
+
+
+def _cast_output(step: Callable[..., tuple[Carry, Array]], dtype: Any):
+    @functools.wraps(step)
+    def cast(params: Params, carry: Carry, projected: Array) -> tuple[Carry, Array]:
+        out = step(params, carry, projected)
+        if isinstance(out, tuple | list) and len(out) == 2:
+            return out[0], jnp.asarray(out[1]).astype(dtype)
+        return out  # _checked_step names the problem
+
+    return cast
+
+
+def _checked_step(step: Callable[..., tuple[Carry, Array]], init: Callable[[Array, int], Params],
+                  name: str):
+    """``step`` with trace-time checks of what it is given and what it returns (no run-time cost)."""
+
+    @functools.wraps(step)
+    def checked(params: Params, carry: Carry, projected: Array) -> tuple[Carry, Array]:
+        try:
+            out = step(params, carry, projected)
+        except (TypeError, ValueError) as error:
+            if _fits_as_input(init, params, projected):
+                raise ValueError(
+                    f"{name}.step takes the projected input, cell.project(params, x_t); it was "
+                    f"given an array of width {jnp.shape(projected)[-1]}, which is the "
+                    "parameters' input size. For a raw input use "
+                    f"{name}.apply(params, carry, x_t) (project, then step)."
+                ) from error
+            raise
+        if not (isinstance(out, tuple | list) and len(out) == 2):
+            got = (f"a {jnp.result_type(out)}{list(jnp.shape(out))} array"
+                   if hasattr(out, "shape") else f"{type(out).__name__}")
+            raise ValueError(
+                f"the step of the {name!r} cell must return a pair (carry, output); it returned "
+                f"{got}. When the output is the carry itself, return (h, h)."
+            )
+        return tuple(out)
+
+    return checked
+
+
+def _fits_as_input(init: Callable[[Array, int], Params], params: Params, x: Any) -> bool:
+    """Whether ``x``'s last axis is the input size ``params`` were made for."""
+    if jnp.ndim(x) < 1:
+        return False
+    try:
+        check_params(init, params, jnp.shape(x)[-1], where="")
+    except Exception:
+        return False
+    return True
 
 
 def make_linear_cell(
@@ -260,8 +392,9 @@ def make_linear_cell(
     state_size: int | tuple[int, ...],
     hidden_size: int,
     name: str,
-    carry_dtype: Any = jnp.float32,
+    carry_dtype: Any = None,
     starts_segments: bool = False,
+    precision: Precision | None = None,
 ) -> Cell:
     """Builds a `Cell` whose carry update is linear in the carry (the diagonal family).
 
@@ -279,22 +412,26 @@ def make_linear_cell(
 
     Args:
       init: ``(key, input_size) -> params``.
-      project: ``(params, x (..., input_size)) -> (..., projection_size)`` float32.
+      project: ``(params, x (..., input_size)) -> (..., projection_size)``, in the state
+        dtype (float32 by default).
       coefficients: ``(params, projected) -> (a, b)``: ``b`` is ``(..., *state_size)``,
         ``a`` the same or a shape that broadcasts to it (``(state_size,)`` for a constant
         decay, which the sequential mode then does not materialise over time). With
         ``starts_segments``: ``(params, projected, start) -> (a, b)``.
-      readout: ``(params, h (..., *state_size), projected) -> (..., hidden_size)`` float32.
+      readout: ``(params, h (..., *state_size), projected) -> (..., hidden_size)``.
       state_size: the carry's shape after the batch axis: an int ``S`` (a ``(batch, S)``
         carry) or a tuple, e.g. ``(hidden, state)`` for S6.
       hidden_size: width of the outputs.
       name: the cell's name.
-      carry_dtype: the carry's dtype (``jnp.complex64`` for a complex diagonal state).
+      carry_dtype: the carry's dtype (e.g. complex for a complex diagonal state); when
+        None, ``precision.state_dtype``, or float32 without a ``precision``.
       starts_segments: True when a segment's first step differs from the others (the
         RG-LRU, after recurrentgemma, has no decay and no input normaliser there). The
         carry is then a `SegmentCarry` ``(start, h)`` whose ``start`` is True in
         ``initial_carry``, and ``coefficients`` gets ``start``, bool ``(..., 1)``: True at
         a step that starts a segment (the first step from ``initial_carry``, a reset).
+      precision: the cell's dtypes, as for `make_cell`; the readout's result is cast to
+        the compute dtype.
 
     Returns:
       A `Cell` whose ``recurrence`` is a `Linear`.
@@ -304,8 +441,13 @@ def make_linear_cell(
                             for s in shape):
         raise ValueError(f"state_size must be a positive int or a tuple of them; got "
                          f"{state_size!r}.")
+    if carry_dtype is None:
+        carry_dtype = jnp.float32 if precision is None else precision.state_dtype
+    if precision is not None:
+        readout = _cast_result(readout, precision.dtype)
 
     def initial_carry(batch_size: int) -> Carry:
+        check_x64(carry_dtype, "initial_carry")
         h = jnp.zeros((batch_size, *shape), carry_dtype)
         return SegmentCarry(jnp.ones((batch_size,), jnp.float32), h) if starts_segments else h
 
@@ -326,6 +468,7 @@ def make_linear_cell(
         hidden_size=hidden_size,
         name=name,
         recurrence=Linear(coefficients, readout, starts_segments),
+        precision=precision,
     )
 
 
@@ -410,7 +553,9 @@ def check_params(
             )
         if dtype != want.dtype:
             raise ValueError(
-                f"{where}: parameter {name} has dtype {dtype}; the cell expects {want.dtype}."
+                f"{where}: parameter {name} has dtype {dtype}; the cell expects {want.dtype}. "
+                f"Build the cell with param_dtype={dtype} to keep {dtype} parameters, or cast "
+                f"them: jax.tree.map(lambda p: p.astype({want.dtype}), params)."
             )
 
 
@@ -443,10 +588,7 @@ def check_carry(
     expected = jax.eval_shape(lambda: initial_carry(batch_size))
     expected_struct = jax.tree.structure(expected)
     if jax.tree.structure(carry) != expected_struct:
-        raise ValueError(
-            f"{where}: carry has the wrong structure: expected {expected_struct}, got "
-            f"{jax.tree.structure(carry)}."
-        )
+        raise ValueError(f"{where}: {_carry_mismatch(expected, carry)}")
     for want, got in zip(jax.tree.leaves(expected), jax.tree.leaves(carry), strict=True):
         if tuple(jnp.shape(got)) != tuple(want.shape):
             raise ValueError(
@@ -462,49 +604,60 @@ def check_carry(
             )
 
 
-def matmul(x: Array, w: Array, dtype: Any) -> Array:
-    """``x @ w`` computed in ``dtype`` and accumulated in float32.
+def input_projection(name: str, precision: Precision | Any = jnp.float32
+                     ) -> Callable[[Params, Array], Array]:
+    """The ``project`` of the built-in cells: ``x @ w_x (+ b)``, ``(..., input) -> (..., G*H)``.
 
-    ``x`` is ``(..., k)`` and ``w`` ``(k, n)``; returns float32 ``(..., n)``. On the CPU,
-    tiny products (`seqnets.backend.fuse_small_matmul`) are a multiply and a sum that XLA
-    fuses with the gate math, instead of a dot kernel call: the same products, summed in
-    a different order.
+    ``precision`` is the cell's `Precision` (or a compute dtype); the bias is added when the
+    parameters have one (``use_bias=False`` cells have none).
     """
-    x, w = x.astype(dtype), w.astype(dtype)
-    if fuse_small_matmul(math.prod(x.shape) * w.shape[-1]):
-        # Products of two bf16 (or f16) numbers are exact in float32, as in the dot.
-        products = x.astype(jnp.float32)[..., :, None] * w.astype(jnp.float32)
-        return jnp.sum(products, axis=-2)
-    return flat_matmul(x, w, preferred_element_type=jnp.float32)
-
-
-def flat_matmul(x: Array, w: Array, **kwargs: Any) -> Array:
-    """``x (..., k) @ w (k, n)`` -> ``(..., n)`` as one 2-D matmul over the flattened leading
-    axes; ``kwargs`` go to `jax.numpy.matmul`.
-
-    XLA:CPU runs a dot with several batch-like leading axes, and its gradient, as slower
-    kernels with transposes.
-    """
-    out = jnp.matmul(x.reshape(-1, x.shape[-1]), w, **kwargs)
-    return out.reshape(*x.shape[:-1], w.shape[-1])
-
-
-def input_projection(name: str, dtype: Any) -> Callable[[Params, Array], Array]:
-    """The ``project`` of the built-in cells: ``x @ w_x + b``, ``(..., input) -> (..., G*H)``."""
+    dtype = precision.dtype if isinstance(precision, Precision) else precision
 
     def project(params: Params, x: Array) -> Array:
         check_input(params, x, name)
-        return matmul(x, params["w_x"], dtype) + params["b"]
+        y = matmul(x, params["w_x"], dtype)
+        return y + params["b"] if "b" in params else y
 
     return project
 
 
-def zeros_carry(hidden_size: int, count: int) -> Callable[[int], Carry]:
-    """An ``initial_carry`` of ``count`` float32 zero arrays ``(batch, hidden_size)``."""
+def zeros_carry(hidden_size: int, count: int, dtype: Any = jnp.float32,
+                sizes: tuple[int, ...] | None = None) -> Callable[[int], Carry]:
+    """An ``initial_carry`` of ``count`` zero arrays ``(batch, hidden_size)`` of ``dtype``
+    (one array when ``count`` is 1); ``sizes`` gives each array its own width instead."""
+    widths = (hidden_size,) * count if sizes is None else tuple(sizes)
 
     def initial_carry(batch_size: int) -> Carry:
-        if count == 1:
-            return jnp.zeros((batch_size, hidden_size), jnp.float32)
-        return tuple(jnp.zeros((batch_size, hidden_size), jnp.float32) for _ in range(count))
+        check_x64(dtype, "initial_carry")
+        zeros = tuple(jnp.zeros((batch_size, w), dtype) for w in widths)
+        return zeros[0] if len(zeros) == 1 else zeros
 
     return initial_carry
+
+
+def describe_tree(tree: Any) -> str:
+    """A short description of a pytree's structure, for messages: ``tuple of 2 arrays``."""
+    if isinstance(tree, list | tuple) and not hasattr(tree, "_fields"):
+        kinds = {type(v).__name__ for v in tree}
+        inner = "arrays" if all(hasattr(v, "shape") for v in tree) else "/".join(sorted(kinds))
+        return f"a {type(tree).__name__} of {len(tree)} {inner}"
+    if isinstance(tree, dict):
+        return f"a dict with keys {sorted(map(str, tree))}"
+    if hasattr(tree, "shape"):
+        return f"one array of shape {tuple(jnp.shape(tree))}"
+    return f"a {type(tree).__name__}"
+
+
+def _carry_mismatch(expected: Any, carry: Any) -> str:
+    """Why ``carry`` does not have ``expected``'s structure, and the fix when it is clear."""
+    message = (f"the carry has the wrong structure: it is {describe_tree(carry)}; this cell's carry is "
+               f"{describe_tree(expected)} ({jax.tree.structure(expected)}).")
+    same_leaves = len(jax.tree.leaves(carry)) == len(jax.tree.leaves(expected))
+    if isinstance(carry, list) and isinstance(expected, tuple) and same_leaves:
+        return message + (" Pass it as a tuple, tuple(carry): JAX tells a list from a tuple, "
+                          "and the carry a step returns is a tuple.")
+    if isinstance(carry, list) and carry and all(isinstance(v, dict) for v in carry):
+        return message + (" That is a stack's carry (one dict per layer): pass it to "
+                          "stack.apply, or pass this cell its own carry, e.g. "
+                          "cell.initial_carry(batch).")
+    return message + " Pass cell.initial_carry(batch) or the carry this cell returned."

@@ -22,9 +22,9 @@ from seqnets.cells.base import (
     check_hidden_size,
     input_projection,
     make_cell,
-    matmul,
     zeros_carry,
 )
+from seqnets.cells.dtypes import precision
 
 
 @cell_constructor
@@ -32,51 +32,61 @@ def elman(
     hidden_size: int,
     *,
     activation: Callable[[Array], Array] = jnp.tanh,
+    use_bias: bool = True,
     input_init: Initializer = initializers.lecun_normal,
     recurrent_init: Initializer = initializers.orthogonal,
-    dtype: Any = jnp.float32,
+    dtype: Any = None,
+    param_dtype: Any = jnp.float32,
 ) -> Cell:
     """An Elman (vanilla) RNN cell.
 
     Args:
       hidden_size: width ``H`` of ``h``.
       activation: elementwise nonlinearity, ``jnp.tanh`` by default.
+      use_bias: whether there is a bias ``b``.
       input_init: initializer of the ``(input_size, H)`` input kernel.
       recurrent_init: initializer of the ``(H, H)`` recurrent kernel.
-      dtype: computation dtype of the matmuls; parameters and carry stay float32.
+      dtype: compute dtype of the matmuls and of the outputs; ``param_dtype`` when None.
+        The carry and the activation stay at least float32 (`seqnets.cells.dtypes`).
+      param_dtype: the parameters' dtype.
 
     Returns:
-      A `Cell`. Parameters: ``w_x (input_size, H)``, ``w_h (H, H)``, ``b (H,)``.
-      Carry: ``h``, ``(batch, H)``.
+      A `Cell`. Parameters: ``w_x (input_size, H)``, ``w_h (H, H)``, ``b (H,)`` (with
+      ``use_bias``). Carry: ``h``, ``(batch, H)``.
     """
     H = check_hidden_size(hidden_size)
+    p = precision(dtype, param_dtype, where="elman")
 
     def init(key: Array, input_size: int) -> Params:
-        return {
-            **initializers.gate_kernels(key, input_size, H, 1, input_init, recurrent_init),
-            "b": jnp.zeros((H,), jnp.float32),
-        }
+        params = initializers.gate_kernels(key, input_size, H, 1, input_init, recurrent_init)
+        if use_bias:
+            params["b"] = jnp.zeros((H,), jnp.float32)
+        return params
 
     def step(params: Params, h: Array, projected: Array):
-        h = activation(projected + matmul(h, params["w_h"], dtype))
-        return h, h
+        h = activation(p.cast_compute(projected + p.matmul(h, params["w_h"])))
+        return p.cast_state(h), h
 
     return make_cell(
         init=init,
-        initial_carry=zeros_carry(H, 1),
-        project=input_projection("elman", dtype),
+        initial_carry=zeros_carry(H, 1, p.state_dtype),
+        project=input_projection("elman", p),
         step=step,
         hidden_size=H,
         name="elman",
+        precision=p,
     )
 
 
 @cell_constructor
-def irnn(hidden_size: int, *, scale: float = 1.0, dtype: Any = jnp.float32) -> Cell:
+def irnn(hidden_size: int, *, scale: float = 1.0, use_bias: bool = True, dtype: Any = None,
+         param_dtype: Any = jnp.float32) -> Cell:
     """The IRNN: an Elman cell with ReLU and a ``scale * I`` recurrent matrix at init."""
     return elman(
         hidden_size,
         activation=jax.nn.relu,
+        use_bias=use_bias,
         recurrent_init=initializers.identity(scale),
         dtype=dtype,
+        param_dtype=param_dtype,
     )

@@ -49,6 +49,7 @@ from seqnets.cells.base import (
     check_input,
     matmul,
 )
+from seqnets.cells.dtypes import precision
 from seqnets.cells.matrix import (
     check_conv_size,
     check_dt_range,
@@ -77,7 +78,8 @@ def gated_delta_net(
     dt_init_floor: float = 1e-4,
     norm_eps: float = 1e-5,
     input_init: Initializer = initializers.lecun_normal,
-    dtype: Any = jnp.float32,
+    dtype: Any = None,
+    param_dtype: Any = jnp.float32,
 ) -> Cell:
     """A Gated DeltaNet layer as a cell.
 
@@ -94,7 +96,10 @@ def gated_delta_net(
       dt_init_floor: initial step sizes are at least this.
       norm_eps: the output RMSNorm's epsilon.
       input_init: initializer of ``W_x`` and ``W_o``.
-      dtype: computation dtype of the matmuls; parameters, kernel and carry stay float32.
+      dtype: compute dtype of the matmuls and of the outputs; ``param_dtype`` when None.
+        The convolution, the kernel's inputs and state and the carry stay at least
+        float32 (`seqnets.cells.matrix`, `seqnets.cells.dtypes`).
+      param_dtype: the parameters' dtype.
 
     Returns:
       A `Cell` of the ``"delta_rule"`` family. Parameters: ``w_x (input_size, 2HK + 2HV +
@@ -103,6 +108,7 @@ def gated_delta_net(
       ``{"conv": (batch, conv_size - 1, 2HK + HV), "state": (batch, H, K, V)}``.
     """
     name = "gated_delta_net"
+    p = precision(dtype, param_dtype, where=name)
     D = check_hidden_size(hidden_size)
     key_width = expanded(name, D, expand_k, "expand_k")
     value_width = expanded(name, D, expand_v, "expand_v")
@@ -130,18 +136,20 @@ def gated_delta_net(
 
     def project(params: Params, x: Array) -> Array:
         check_input(params, x, name)
-        return matmul(x, params["w_x"], dtype)
+        return matmul(x, params["w_x"], p.dtype)
 
     def inputs(params: Params, m: Array) -> dict[str, Array]:
         q, k, v = jnp.split(jax.nn.silu(m[..., :C]), [key_width, 2 * key_width], axis=-1)
         b, a = m[..., C:C + H], m[..., C + H:C + 2 * H]
-        g = -jnp.exp(params["a_log"]) * jax.nn.softplus(a + params["dt_bias"])
+        # exp of the parameter in the state dtype: a bfloat16 exp would round A itself
+        g = -jnp.exp(params["a_log"].astype(m.dtype)) * jax.nn.softplus(a + params["dt_bias"])
         return {"q": l2_normalize(split_heads(q, H)), "k": l2_normalize(split_heads(k, H)),
                 "v": split_heads(v, H), "beta": jax.nn.sigmoid(b), "g": g}
 
     def output(params: Params, o: Array, m: Array) -> Array:
-        return gated_output(params, o, m[..., C + 2 * H:], norm_eps, dtype)
+        return gated_output(params, o, m[..., C + 2 * H:], norm_eps, p.dtype)
 
     return make_matrix_cell(family="delta_rule", init=init, project=project, inputs=inputs,
                             output=output, heads=H, key_dim=K, value_dim=V, hidden_size=D,
-                            name=name, conv_channels=C, conv_size=size)
+                            name=name, conv_channels=C, conv_size=size,
+                            precision=p)

@@ -43,6 +43,7 @@ from seqnets.cells.base import (
     check_positive_int,
     matmul,
 )
+from seqnets.cells.dtypes import precision
 from seqnets.cells.matrix import (
     expanded,
     gated_output,
@@ -63,7 +64,8 @@ def gla(
     gate_logit_normalizer: float = 16.0,
     norm_eps: float = 1e-5,
     input_init: Initializer = initializers.lecun_normal,
-    dtype: Any = jnp.float32,
+    dtype: Any = None,
+    param_dtype: Any = jnp.float32,
 ) -> Cell:
     """A GLA layer as a cell.
 
@@ -76,7 +78,10 @@ def gla(
       gate_logit_normalizer: ``tau`` in ``alpha = sigmoid(...)^(1/tau)``.
       norm_eps: the output RMSNorm's epsilon.
       input_init: initializer of ``W_x``, ``W_1``, ``W_2`` and ``W_o``.
-      dtype: computation dtype of the matmuls; parameters, kernel and carry stay float32.
+      dtype: compute dtype of the matmuls and of the outputs; ``param_dtype`` when None.
+        The convolution, the kernel's inputs and state and the carry stay at least
+        float32 (`seqnets.cells.matrix`, `seqnets.cells.dtypes`).
+      param_dtype: the parameters' dtype.
 
     Returns:
       A `Cell` of the ``"gla"`` family. Parameters: ``w_x (input_size, 2HK + 2HV + R)``
@@ -84,6 +89,7 @@ def gla(
       ``norm (V,)``, ``w_o (HV, hidden_size)``. Carry: ``{"state": (batch, H, K, V)}``.
     """
     name = "gla"
+    p = precision(dtype, param_dtype, where=name)
     D = check_hidden_size(hidden_size)
     key_width = expanded(name, D, expand_k, "expand_k")
     value_width = expanded(name, D, expand_v, "expand_v")
@@ -110,9 +116,9 @@ def gla(
     def project(params: Params, x: Array) -> Array:
         """``(..., input_size) -> (..., 2HK + 2HV + HK)``: ``[q | k | v | gate | gate logits]``."""
         check_input(params, x, name)
-        p = matmul(x, params["w_x"], dtype)
-        logits = matmul(p[..., split[-1]:], params["w_gk"], dtype) + params["b_gk"]
-        return jnp.concatenate([p[..., :split[-1]], logits], axis=-1)
+        projected = matmul(x, params["w_x"], p.dtype)
+        logits = matmul(projected[..., split[-1]:], params["w_gk"], p.dtype) + params["b_gk"]
+        return jnp.concatenate([projected[..., :split[-1]], logits], axis=-1)
 
     def inputs(params: Params, m: Array) -> dict[str, Array]:
         q, k, v, _, logits = jnp.split(m, split, axis=-1)
@@ -120,8 +126,9 @@ def gla(
                 "g": split_heads(jax.nn.log_sigmoid(logits) / tau, H)}
 
     def output(params: Params, o: Array, m: Array) -> Array:
-        return gated_output(params, o, m[..., split[2]:split[3]], norm_eps, dtype)
+        return gated_output(params, o, m[..., split[2]:split[3]], norm_eps, p.dtype)
 
     return make_matrix_cell(family="gla", init=init, project=project, inputs=inputs,
                             output=output, heads=H, key_dim=K, value_dim=V, hidden_size=D,
-                            name=name)
+                            name=name,
+                            precision=p)

@@ -47,10 +47,16 @@ def gate_kernels(
     gates: int,
     input_init: Initializer,
     recurrent_init: Initializer,
+    recurrent_rows: int | None = None,
 ) -> dict[str, Array]:
-    """``{"w_x": (input_size, gates * hidden), "w_h": (hidden, gates * hidden)}``, per gate."""
+    """``{"w_x": (input_size, gates * hidden), "w_h": (rows, gates * hidden)}``, per gate.
+
+    ``rows`` is ``recurrent_rows`` (the width of the recurrent input, e.g. an LSTM's
+    projection) or ``hidden``.
+    """
     k_x, k_h = jax.random.split(key)
+    rows = hidden if recurrent_rows is None else recurrent_rows
     return {
         "w_x": per_gate(input_init, k_x, input_size, hidden, gates),
-        "w_h": per_gate(recurrent_init, k_h, hidden, hidden, gates),
+        "w_h": per_gate(recurrent_init, k_h, rows, hidden, gates),
     }

@@ -37,8 +37,8 @@ from seqnets.cells.base import (
     check_hidden_size,
     check_input,
     make_linear_cell,
-    matmul,
 )
+from seqnets.cells.dtypes import precision
 
 
 @cell_constructor
@@ -49,7 +49,8 @@ def lru(
     r_min: float = 0.0,
     r_max: float = 1.0,
     max_phase: float = 2 * math.pi,
-    dtype: Any = jnp.float32,
+    dtype: Any = None,
+    param_dtype: Any = jnp.float32,
 ) -> Cell:
     """An LRU cell.
 
@@ -60,12 +61,15 @@ def lru(
         eigenvalues, ``0 <= r_min < r_max``.
       r_max: its outer radius, at most 1.
       max_phase: initial phases lie in ``[0, max_phase]``.
-      dtype: computation dtype of the input matmul; parameters stay float32.
+      dtype: compute dtype of the matmuls and of the outputs; ``param_dtype`` when None.
+        The state and the coefficients stay at least float32 (complex64)
+        (`seqnets.cells.dtypes`).
+      param_dtype: the parameters' dtype.
 
     Returns:
       A `Cell` of the diagonal family. Parameters: ``nu_log, theta_log, gamma_log (N,)``,
       ``b_re, b_im (input_size, N)``, ``c_re, c_im (N, H)``, ``d (H,)`` or
-      ``(input_size, H)``. Carry: ``h``, ``(batch, N)`` complex64.
+      ``(input_size, H)``. Carry: ``h``, ``(batch, N)`` complex64 (complex128 for float64).
     """
     H = check_hidden_size(hidden_size)
     N = H if state_size is None else check_hidden_size(state_size)
@@ -73,6 +77,8 @@ def lru(
         raise ValueError(f"lru needs 0 <= r_min < r_max <= 1; got r_min={r_min}, r_max={r_max}.")
     if not max_phase > 0.0:
         raise ValueError(f"lru needs max_phase > 0; got {max_phase}.")
+    p = precision(dtype, param_dtype, where="lru")
+    state = p.state_dtype
 
     def init(key: Array, input_size: int) -> Params:
         k_r, k_p, k_bre, k_bim, k_cre, k_cim, k_d = jax.random.split(key, 7)
@@ -103,25 +109,26 @@ def lru(
     def project(params: Params, x: Array) -> Array:
         check_input(params, x, "lru", kernel="b_re")
         d = params["d"]
-        skip = x.astype(jnp.float32) * d if d.ndim == 1 else matmul(x, d, dtype)
+        skip = x.astype(state) * d if d.ndim == 1 else p.matmul(x, d)
         return jnp.concatenate(
-            [matmul(x, params["b_re"], dtype), matmul(x, params["b_im"], dtype), skip], axis=-1
-        )
+            [p.matmul(x, params["b_re"]), p.matmul(x, params["b_im"]), skip.astype(state)],
+            axis=-1,
+        ).astype(state)
 
     def coefficients(params: Params, projected: Array) -> tuple[Array, Array]:
         re, im = projected[..., :N], projected[..., N : 2 * N]
-        gamma = jnp.exp(params["gamma_log"])
-        lam = jnp.exp(
-            jax.lax.complex(-jnp.exp(params["nu_log"]), jnp.exp(params["theta_log"]))
-        )
+        nu_log, theta_log, gamma_log = (params[k].astype(state)
+                                        for k in ("nu_log", "theta_log", "gamma_log"))
+        gamma = jnp.exp(gamma_log)
+        lam = jnp.exp(jax.lax.complex(-jnp.exp(nu_log), jnp.exp(theta_log)))
         b = jax.lax.complex(gamma * re, gamma * im)
         return lam, b  # (N,): the same at every step, broadcast by the runner
 
     def readout(params: Params, h: Array, projected: Array) -> Array:
         skip = projected[..., 2 * N :]
         return (
-            matmul(jnp.real(h), params["c_re"], dtype)
-            - matmul(jnp.imag(h), params["c_im"], dtype)
+            p.matmul(jnp.real(h), params["c_re"])
+            - p.matmul(jnp.imag(h), params["c_im"])
             + skip
         )
 
@@ -133,5 +140,6 @@ def lru(
         state_size=N,
         hidden_size=H,
         name="lru",
-        carry_dtype=jnp.complex64,
+        carry_dtype=jnp.promote_types(state, jnp.complex64),
+        precision=p,
     )

@@ -50,6 +50,7 @@ from seqnets.cells.base import (
     check_positive_int,
     matmul,
 )
+from seqnets.cells.dtypes import precision
 from seqnets.cells.matrix import (
     check_conv_size,
     check_dt_range,
@@ -77,7 +78,8 @@ def mamba2(
     dt_init_floor: float = 1e-4,
     norm_eps: float = 1e-5,
     input_init: Initializer = initializers.lecun_normal,
-    dtype: Any = jnp.float32,
+    dtype: Any = None,
+    param_dtype: Any = jnp.float32,
 ) -> Cell:
     """A Mamba-2 layer as a cell.
 
@@ -94,7 +96,10 @@ def mamba2(
       dt_init_floor: initial step sizes are at least this.
       norm_eps: the output RMSNorm's epsilon.
       input_init: initializer of ``W_x`` and ``W_o``.
-      dtype: computation dtype of the matmuls; parameters, kernel and carry stay float32.
+      dtype: compute dtype of the matmuls and of the outputs; ``param_dtype`` when None.
+        The convolution, the kernel's inputs and state and the carry stay at least
+        float32 (`seqnets.cells.matrix`, `seqnets.cells.dtypes`).
+      param_dtype: the parameters' dtype.
 
     Returns:
       A `Cell` of the ``"gla"`` family. Parameters: ``w_x (input_size, 2d + 2N + H)``
@@ -104,6 +109,7 @@ def mamba2(
       H, N, P)}``.
     """
     name = "mamba2"
+    p = precision(dtype, param_dtype, where=name)
     D = check_hidden_size(hidden_size)
     inner = D * check_positive_int(expand, "expand", name)
     N = check_positive_int(state_size, "state_size", name)
@@ -135,7 +141,7 @@ def mamba2(
 
     def project(params: Params, x: Array) -> Array:
         check_input(params, x, name)
-        return matmul(x, params["w_x"], dtype)
+        return matmul(x, params["w_x"], p.dtype)
 
     def channels(m: Array) -> tuple[Array, Array, Array]:
         """``u (..., H, P)``, ``B`` and ``C (..., N)`` after the convolution's SiLU."""
@@ -148,13 +154,14 @@ def mamba2(
         heads = (*u.shape[:-1], N)
         return {"q": jnp.broadcast_to(c[..., None, :], heads),
                 "k": jnp.broadcast_to(b[..., None, :], heads),
-                "v": dt[..., None] * u, "g": -jnp.exp(params["a_log"]) * dt}
+                "v": dt[..., None] * u, "g": -jnp.exp(params["a_log"].astype(dt.dtype)) * dt}
 
     def output(params: Params, o: Array, m: Array) -> Array:
         u, _, _ = channels(m)
         y = merge_heads(o + params["d"][:, None] * u) * jax.nn.silu(m[..., C:C + inner])
-        return matmul(rms_norm(y, params["norm"], norm_eps), params["w_o"], dtype)
+        return matmul(rms_norm(y, params["norm"], norm_eps), params["w_o"], p.dtype)
 
     return make_matrix_cell(family="gla", init=init, project=project, inputs=inputs,
                             output=output, heads=H, key_dim=N, value_dim=P, hidden_size=D,
-                            name=name, conv_channels=C, conv_size=size, scale=1.0)
+                            name=name, conv_channels=C, conv_size=size, scale=1.0,
+                            precision=p)

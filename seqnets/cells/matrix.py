@@ -27,6 +27,13 @@ The carry is a dict: ``{"state": (batch, H, K, V)}``, plus ``"conv": (batch, con
 1, C)`` (the last inputs of the convolution) when the cell has a convolution. Both are
 zeros in ``initial_carry``, so a reset clears the matrix state and the convolution's
 inputs alike, and a carry handed from one window to the next continues both.
+
+Precision (`seqnets.cells.dtypes`): the cells' matmuls (``W_x``, ``W_o``) take their
+operands in the compute dtype ``dtype`` and the outputs ``y_t`` are returned in it; the
+rest (the convolution, the activations and norms, ``q, k, v, beta, g``, the state ``S``
+and the kernels) runs in the state dtype, float32 (float64 in 64-bit mode): ``S``
+accumulates a sum over the whole sequence, and a decay ``exp(g_t)`` near 1 is 1.0 in
+bfloat16, as for the diagonal cells.
 """
 
 from __future__ import annotations
@@ -39,6 +46,8 @@ import jax.numpy as jnp
 
 from seqnets.cells import conv
 from seqnets.cells.base import Array, Carry, Cell, Params, Recurrence, make_cell, matmul
+from seqnets.cells.dtypes import Precision
+from seqnets.cells.dtypes import precision as make_precision
 from seqnets.layers.norm import rms_norm
 from seqnets.ops import delta_rule, gla
 from seqnets.ops.masks import Steps
@@ -106,6 +115,7 @@ def make_matrix_cell(
     conv_channels: int = 0,
     conv_size: int = 4,
     scale: float | None = None,
+    precision: Precision | None = None,
 ) -> Cell:
     """Builds a `Cell` around a matrix-state family's kernels (module docstring).
 
@@ -114,20 +124,28 @@ def make_matrix_cell(
       init: ``(key, input_size) -> params``. With a convolution, ``params["conv_w"]`` is
         its ``(conv_size, conv_channels)`` kernel and ``params["conv_b"]``, if present,
         its ``(conv_channels,)`` bias.
-      project: ``(params, x (..., input_size)) -> p (..., P)`` float32, affine in ``x``.
+      project: ``(params, x (..., input_size)) -> p (..., P)``, affine in ``x`` (cast to
+        the state dtype).
       inputs: ``(params, m (..., P)) -> dict`` of the kernel's inputs, where ``m`` is
         ``p`` with its first ``conv_channels`` columns replaced by their convolution:
         ``q, k (..., H, K)``, ``v (..., H, V)``, ``g`` (``(..., H)``, or ``(..., H, K)``
         for GLA, or None) and, for the delta rule, ``beta (..., H)``. It must act on any
         leading axes (``(batch,)`` in ``step``, ``(time, batch)`` in a sequence).
-      output: ``(params, o (..., H, V), m (..., P)) -> y (..., hidden_size)`` float32.
-      heads, key_dim, value_dim: ``H``, ``K`` and ``V`` of the state ``(batch, H, K, V)``.
+      output: ``(params, o (..., H, V), m (..., P)) -> y (..., hidden_size)`` (cast to
+        the compute dtype).
+      heads: ``H`` of the state ``(batch, H, K, V)``.
+      key_dim: ``K`` of the state.
+      value_dim: ``V`` of the state.
       hidden_size: the width of ``y``.
       name: the cell's name.
       conv_channels: the number ``C`` of leading columns of ``p`` that the short causal
         convolution reads; 0 for none.
       conv_size: the convolution's width (its carry keeps ``conv_size - 1`` inputs).
       scale: multiplies ``q``; ``K ** -0.5`` when None, as in the kernels.
+      precision: the cell's dtypes (`seqnets.cells.precision`); float32 when None.
+        ``init``'s parameters are cast to ``param_dtype``, ``p`` and the kernel's inputs
+        to the state dtype (the carry's), the outputs to the compute dtype; ``project`` and
+        ``output`` should compute their matmuls with ``matmul(..., precision.dtype)``.
 
     Returns:
       A `Cell` whose ``recurrence`` is a `seqnets.cells.Recurrence` of ``family``.
@@ -138,12 +156,23 @@ def make_matrix_cell(
         check_conv_size(name, conv_size)
     scale = key_dim ** -0.5 if scale is None else float(scale)
     C = conv_channels
+    p_ = make_precision() if precision is None else precision
+    state_dtype = p_.state_dtype
 
     def initial_carry(batch_size: int) -> Carry:
-        carry = {"state": jnp.zeros((batch_size, heads, key_dim, value_dim), jnp.float32)}
+        carry = {"state": p_.zeros((batch_size, heads, key_dim, value_dim))}
         if C:
-            carry["conv"] = jnp.zeros((batch_size, conv_size - 1, C), jnp.float32)
+            carry["conv"] = p_.zeros((batch_size, conv_size - 1, C))
         return carry
+
+    def kernel_inputs(params: Params, m: Array) -> dict[str, Array | None]:
+        # The kernels take one dtype, the state's (a bfloat16 parameter would promote
+        # only what it touches).
+        return {n: None if a is None else a.astype(state_dtype)
+                for n, a in inputs(params, m).items()}
+
+    def outputs(params: Params, o: Array, m: Array) -> Array:
+        return p_.output(output(params, o, m))
 
     def mixed(p: Array, conved: Array) -> Array:
         # p with its first C columns convolved
@@ -156,14 +185,14 @@ def make_matrix_cell(
             conved, new["conv"] = conv.step(p[:, :C], carry["conv"], params["conv_w"],
                                             params.get("conv_b"))
             m = mixed(p, conved)
-        x = inputs(params, m)
+        x = kernel_inputs(params, m)
         if family == delta_rule.FAMILY:
             new["state"], o = delta_rule_step(carry["state"], x["q"], x["k"], x["v"],
                                               x["beta"], x.get("g"), scale)
         else:
             new["state"], o = gla_step(carry["state"], x["q"], x["k"], x["v"], x.get("g"),
                                        scale)
-        return new, output(params, o, m)
+        return new, outputs(params, o, m)
 
     def run(kernel: Callable[..., tuple[Array, Array]], params: Params, p: Array, carry: Carry,
             steps: Steps, *, chunk_size: int | None = None,
@@ -171,14 +200,14 @@ def make_matrix_cell(
         del unroll  # the kernels choose their own loops
         time, batch = p.shape[:2]
         if time == 0:  # the kernels refuse an empty sequence; nothing changes
-            return carry, jnp.zeros((0, batch, hidden_size), jnp.float32)
+            return carry, jnp.zeros((0, batch, hidden_size), p_.dtype)
         new = {}
         m = p
         if C:
             conved, new["conv"] = conv.sequence(p[..., :C], carry["conv"], params["conv_w"],
                                                 params.get("conv_b"), steps)
             m = mixed(p, conved)
-        x = inputs(params, m)
+        x = kernel_inputs(params, m)
 
         def batch_major(a: Array | None) -> Array | None:
             return None if a is None else jnp.swapaxes(a, 0, 1)
@@ -191,11 +220,11 @@ def make_matrix_cell(
             o, new["state"] = kernel(q, k, v, batch_major(x["beta"]), g, **options)
         else:
             o, new["state"] = kernel(q, k, v, g, **options)
-        return new, output(params, jnp.swapaxes(o, 0, 1), m)
+        return new, outputs(params, jnp.swapaxes(o, 0, 1), m)
 
     return make_cell(init=init, initial_carry=initial_carry, project=project, step=step,
                      hidden_size=hidden_size, name=name,
-                     recurrence=Recurrence(family, run))
+                     recurrence=Recurrence(family, run), precision=precision)
 
 
 def head_count(name: str, num_heads: int | None, preferred: int, **dims: int) -> int:
@@ -257,7 +286,7 @@ def gated_output(params: Params, o: Array, gate: Array | None, eps: float, dtype
     normalised with the shared gain ``params["norm"] (V,)``, times ``swish`` of its gate
     ``(..., H * V)`` when there is one, the heads concatenated and projected by
     ``params["w_o"] (H * V, hidden)`` (flash-linear-attention's ``FusedRMSNormGated``
-    followed by ``o_proj``)."""
+    followed by ``o_proj``), its operands in the compute dtype ``dtype``."""
     y = rms_norm(o, params["norm"], eps)
     if gate is not None:
         y = y * jax.nn.silu(split_heads(gate, o.shape[-2]))

@@ -35,6 +35,7 @@ from seqnets.cells.base import (
     input_projection,
     make_linear_cell,
 )
+from seqnets.cells.dtypes import precision
 
 
 def positive(v: Array) -> Array:
@@ -46,27 +47,33 @@ def positive(v: Array) -> Array:
 def min_gru(
     hidden_size: int,
     *,
+    use_bias: bool = True,
     input_init: Initializer = initializers.lecun_normal,
-    dtype: Any = jnp.float32,
+    dtype: Any = None,
+    param_dtype: Any = jnp.float32,
 ) -> Cell:
     """A minGRU cell: a linear recurrence whose gates read only the input.
 
     Args:
       hidden_size: width ``H`` of the carry and the outputs.
+      use_bias: whether the gates have the bias ``b``.
       input_init: initializer of each gate's ``(input_size, H)`` input kernel.
-      dtype: computation dtype of the input matmul; parameters and carry stay float32.
+      dtype: compute dtype of the input matmul and of the outputs; ``param_dtype`` when
+        None. The carry and the gate math stay at least float32 (`seqnets.cells.dtypes`).
+      param_dtype: the parameters' dtype.
 
     Returns:
-      A `Cell` of the diagonal family. Parameters: ``w_x (input_size, 2H)``, ``b (2H,)``.
-      Carry: ``h``, ``(batch, H)`` float32.
+      A `Cell` of the diagonal family. Parameters: ``w_x (input_size, 2H)``, ``b (2H,)``
+      (with ``use_bias``). Carry: ``h``, ``(batch, H)``, float32 (the state dtype).
     """
     H = check_hidden_size(hidden_size)
+    p = precision(dtype, param_dtype, where="min_gru")
 
     def init(key: Array, input_size: int) -> Params:
-        return {
-            "w_x": initializers.per_gate(input_init, key, input_size, H, 2),
-            "b": jnp.zeros((2 * H,), jnp.float32),
-        }
+        params = {"w_x": initializers.per_gate(input_init, key, input_size, H, 2)}
+        if use_bias:
+            params["b"] = jnp.zeros((2 * H,), jnp.float32)
+        return params
 
     def coefficients(params: Params, projected: Array) -> tuple[Array, Array]:
         k_z, k_h = jnp.split(projected, 2, axis=-1)
@@ -78,10 +85,11 @@ def min_gru(
 
     return make_linear_cell(
         init=init,
-        project=input_projection("min_gru", dtype),
+        project=input_projection("min_gru", p),
         coefficients=coefficients,
         readout=readout,
         state_size=H,
         hidden_size=H,
         name="min_gru",
+        precision=p,
     )

@@ -33,6 +33,7 @@ from seqnets.cells.base import (
     input_projection,
     make_linear_cell,
 )
+from seqnets.cells.dtypes import precision
 from seqnets.cells.min_gru import positive
 
 
@@ -40,27 +41,33 @@ from seqnets.cells.min_gru import positive
 def min_lstm(
     hidden_size: int,
     *,
+    use_bias: bool = True,
     input_init: Initializer = initializers.lecun_normal,
-    dtype: Any = jnp.float32,
+    dtype: Any = None,
+    param_dtype: Any = jnp.float32,
 ) -> Cell:
     """A minLSTM cell: forget and input gates from the input only, normalised to sum to 1.
 
     Args:
       hidden_size: width ``H`` of the carry and the outputs.
+      use_bias: whether the gates have the bias ``b``.
       input_init: initializer of each gate's ``(input_size, H)`` input kernel.
-      dtype: computation dtype of the input matmul; parameters and carry stay float32.
+      dtype: compute dtype of the input matmul and of the outputs; ``param_dtype`` when
+        None. The carry and the gate math stay at least float32 (`seqnets.cells.dtypes`).
+      param_dtype: the parameters' dtype.
 
     Returns:
-      A `Cell` of the diagonal family. Parameters: ``w_x (input_size, 3H)``, ``b (3H,)``.
-      Carry: ``h``, ``(batch, H)`` float32.
+      A `Cell` of the diagonal family. Parameters: ``w_x (input_size, 3H)``, ``b (3H,)``
+      (with ``use_bias``). Carry: ``h``, ``(batch, H)``, float32 (the state dtype).
     """
     H = check_hidden_size(hidden_size)
+    p = precision(dtype, param_dtype, where="min_lstm")
 
     def init(key: Array, input_size: int) -> Params:
-        return {
-            "w_x": initializers.per_gate(input_init, key, input_size, H, 3),
-            "b": jnp.zeros((3 * H,), jnp.float32),
-        }
+        params = {"w_x": initializers.per_gate(input_init, key, input_size, H, 3)}
+        if use_bias:
+            params["b"] = jnp.zeros((3 * H,), jnp.float32)
+        return params
 
     def coefficients(params: Params, projected: Array) -> tuple[Array, Array]:
         k_f, k_i, k_h = jnp.split(projected, 3, axis=-1)
@@ -72,10 +79,11 @@ def min_lstm(
 
     return make_linear_cell(
         init=init,
-        project=input_projection("min_lstm", dtype),
+        project=input_projection("min_lstm", p),
         coefficients=coefficients,
         readout=readout,
         state_size=H,
         hidden_size=H,
         name="min_lstm",
+        precision=p,
     )

@@ -26,6 +26,11 @@ a loop iteration, the outputs inside a chunk by a masked quadratic form; its doc
 shows why the chunked stabiliser is the same max). The carry is the kernel's state
 ``(C (batch, NH, d, d), n (batch, NH, d), m (batch, NH))``, zeros at the start.
 
+**Precision** (`seqnets.cells.dtypes`): the input projection takes its operands in the
+compute dtype ``dtype`` and the outputs ``y_t`` are returned in it; the gates, the norm,
+the kernel and its state run in the state dtype (float32, float64 in 64-bit mode), for
+the reasons of the sLSTM's (`seqnets.cells.slstm`): ``m`` is a log scale.
+
 **Initialisation**, following NX-AI's ``xlstm`` package (2.0.6, ``mLSTMCell``, ``mLSTMLayer``):
 ``W_q, W_k, W_v, W_o`` "small init" (normal, std ``sqrt(2 / (5 * input_size))``), their
 biases zero; the gate weights ``w_i, w_f`` zero, ``b_f`` evenly spaced from 3 to 6
@@ -55,6 +60,7 @@ from seqnets.cells.base import (
     input_projection,
     make_cell,
 )
+from seqnets.cells.dtypes import check_x64, precision
 from seqnets.cells.slstm import check_heads, small_init
 from seqnets.ops.masks import Steps
 from seqnets.ops.mlstm import FAMILY, mlstm_step, zeros_state
@@ -79,9 +85,12 @@ def gate_biases(key: Array, heads: int) -> tuple[Array, Array]:
     return 0.1 * jax.random.normal(key, (heads,)), jnp.linspace(3.0, 6.0, heads)
 
 
-def zero_state(batch: int, heads: int, d: int) -> tuple[Array, Array, Array]:
-    """The zero mLSTM state ``(C (batch, NH, d, d), n (batch, NH, d), m (batch, NH))``."""
-    return zeros_state(batch, heads, d, d)
+def zero_state(batch: int, heads: int, d: int, dtype: Any = jnp.float32
+               ) -> tuple[Array, Array, Array]:
+    """The zero mLSTM state ``(C (batch, NH, d, d), n (batch, NH, d), m (batch, NH))`` of
+    ``dtype``."""
+    check_x64(dtype, "initial_carry")
+    return zeros_state(batch, heads, d, d, dtype)
 
 
 def run_kernel(kernel: Callable[..., Any], q: Array, k: Array, v: Array, i: Array, f: Array,
@@ -107,7 +116,8 @@ def mlstm(
     *,
     eps: float = 1e-6,
     input_init: Initializer = small_init,
-    dtype: Any = jnp.float32,
+    dtype: Any = None,
+    param_dtype: Any = jnp.float32,
 ) -> Cell:
     """An mLSTM cell (module docstring: equations, stabiliser, initialisation).
 
@@ -118,8 +128,10 @@ def mlstm(
       eps: added to the denominator of ``h~`` (`seqnets.ops.mlstm`).
       input_init: initializer of ``W_q``, ``W_k``, ``W_v`` and ``W_o`` (each
         ``(input_size, H)``).
-      dtype: computation dtype of the input projection; the kernel, parameters and
-        carry stay float32.
+      dtype: compute dtype of the input projection and of the outputs; ``param_dtype``
+        when None. The gates, the kernel and the carry stay at least float32 (module
+        docstring).
+      param_dtype: the parameters' dtype.
 
     Returns:
       A `Cell` of the ``"mlstm"`` family, modes ``"sequential"`` and ``"chunked"``
@@ -130,6 +142,7 @@ def mlstm(
     H = check_hidden_size(hidden_size)
     NH = check_heads("mlstm", H, num_heads)
     d = H // NH
+    p = precision(dtype, param_dtype, where="mlstm")
 
     def init(key: Array, input_size: int) -> Params:
         k_q, k_k, k_v, k_o, k_b = jax.random.split(key, 5)
@@ -140,35 +153,37 @@ def mlstm(
         b = jnp.concatenate([jnp.zeros(3 * H), b_i, b_f, jnp.zeros(H)])
         return {"w_x": jnp.concatenate(w, axis=1), "b": b, "norm": jnp.ones((H,))}
 
-    def split(p: Array) -> tuple[Array, ...]:
+    def split(projected: Array) -> tuple[Array, ...]:
         """``(..., 4H + 2NH)`` -> ``q, k, v (..., NH, d)``, ``i, f (..., NH)``, ``o (..., H)``."""
-        q, k, v, i, f, o = jnp.split(p, [H, 2 * H, 3 * H, 3 * H + NH, 3 * H + 2 * NH], axis=-1)
+        q, k, v, i, f, o = jnp.split(projected, [H, 2 * H, 3 * H, 3 * H + NH, 3 * H + 2 * NH], axis=-1)
         heads = lambda a: a.reshape(*a.shape[:-1], NH, d)  # noqa: E731
         return heads(q), heads(k), heads(v), i, f, o
 
     def readout(params: Params, h: Array, o: Array) -> Array:
         return jax.nn.sigmoid(o) * head_norm(h, params["norm"])
 
-    def step(params: Params, carry: Carry, p: Array) -> tuple[Carry, Array]:
-        q, k, v, i, f, o = split(p)
+    def step(params: Params, carry: Carry, projected: Array) -> tuple[Carry, Array]:
+        q, k, v, i, f, o = split(projected)
         h, carry = mlstm_step(tuple(carry), q, k, v, i, f, eps)
         return carry, readout(params, h, o)
 
-    def run(kernel: Callable[..., Any], params: Params, p: Array, carry: Carry, steps: Steps, *,
-            chunk_size: int | None = None, unroll: int | bool = 1) -> tuple[Carry, Array]:
+    def run(kernel: Callable[..., Any], params: Params, projected: Array, carry: Carry,
+            steps: Steps, *, chunk_size: int | None = None, unroll: int | bool = 1,
+            ) -> tuple[Carry, Array]:
         del unroll  # the kernels choose their own loops
-        if p.shape[0] == 0:  # the kernels need a step; nothing changes
-            return carry, jnp.zeros((0, p.shape[1], H), jnp.float32)
-        q, k, v, i, f, o = split(p)
+        if projected.shape[0] == 0:  # the kernels need a step; nothing changes
+            return carry, jnp.zeros((0, projected.shape[1], H), p.dtype)
+        q, k, v, i, f, o = split(projected)
         h, carry = run_kernel(kernel, q, k, v, i, f, carry, steps, chunk_size, eps)
-        return carry, readout(params, h, o)
+        return carry, p.output(readout(params, h, o))
 
     return make_cell(
         init=init,
-        initial_carry=lambda batch: zero_state(batch, NH, d),
-        project=input_projection("mlstm", dtype),
+        initial_carry=lambda batch: zero_state(batch, NH, d, p.state_dtype),
+        project=input_projection("mlstm", p),
         step=step,
         hidden_size=H,
         name="mlstm",
         recurrence=Recurrence(FAMILY, run),
+        precision=p,
     )

@@ -40,8 +40,8 @@ from seqnets.cells.base import (
     check_hidden_size,
     check_input,
     make_linear_cell,
-    matmul,
 )
+from seqnets.cells.dtypes import precision
 
 MAX_SQRT_GRADIENT = 1000.0
 
@@ -65,8 +65,10 @@ def rg_lru(
     c: float = 8.0,
     min_rad: float = 0.9,
     max_rad: float = 0.999,
+    use_bias: bool = True,
     input_init: Initializer = initializers.lecun_normal,
-    dtype: Any = jnp.float32,
+    dtype: Any = None,
+    param_dtype: Any = jnp.float32,
 ) -> Cell:
     """An RG-LRU cell.
 
@@ -75,19 +77,24 @@ def rg_lru(
       c: the constant exponent scale of ``a_t = a^(c r_t)``.
       min_rad: the smallest initial ``a = sigmoid(Lambda)``.
       max_rad: the largest initial ``a``.
+      use_bias: whether the gates have the bias ``b``.
       input_init: initializer of ``W_in``, ``W_a`` and ``W_x``.
-      dtype: computation dtype of the matmuls; parameters and carry stay float32.
+      dtype: compute dtype of the matmuls and of the outputs; ``param_dtype`` when None.
+        The carry and the gate math stay at least float32 (`seqnets.cells.dtypes`).
+      param_dtype: the parameters' dtype.
 
     Returns:
       A `Cell` of the diagonal family. Parameters: ``w_x (H, 2H)`` (``[W_a | W_x]``),
-      ``b (2H,)``, ``lam (H,)``, and ``w_in (input_size, H)`` when ``input_size != H``.
-      Carry: ``SegmentCarry(start (batch,), h (batch, H))``, both float32.
+      ``b (2H,)`` (with ``use_bias``), ``lam (H,)``, and ``w_in (input_size, H)`` when
+      ``input_size != H``. Carry: ``SegmentCarry(start (batch,), h (batch, H))``, ``start``
+      float32, ``h`` of the state dtype (float32 by default).
     """
     H = check_hidden_size(hidden_size)
     if not 0.0 < min_rad < max_rad < 1.0:
         raise ValueError(
             f"rg_lru needs 0 < min_rad < max_rad < 1; got min_rad={min_rad}, max_rad={max_rad}."
         )
+    p = precision(dtype, param_dtype, where="rg_lru")
 
     def init(key: Array, input_size: int) -> Params:
         k_in, k_g, k_lam = jax.random.split(key, 3)
@@ -95,9 +102,10 @@ def rg_lru(
         log_a = 0.5 * jnp.log(a_sq)
         params = {
             "w_x": initializers.per_gate(input_init, k_g, H, H, 2),
-            "b": jnp.zeros((2 * H,), jnp.float32),
             "lam": log_a - jnp.log(-jnp.expm1(log_a)),  # logit(a), computed in log space
         }
+        if use_bias:
+            params["b"] = jnp.zeros((2 * H,), jnp.float32)
         if input_size != H:
             params["w_in"] = input_init(k_in, (input_size, H), jnp.float32)
         return params
@@ -105,15 +113,17 @@ def rg_lru(
     def project(params: Params, x: Array) -> Array:
         if "w_in" in params:
             check_input(params, x, "rg_lru", kernel="w_in")
-            u = matmul(x, params["w_in"], dtype)
+            u = p.matmul(x, params["w_in"])
         else:
             check_input(params, x, "rg_lru")
-            u = x.astype(jnp.float32)
-        return jnp.concatenate([u, matmul(u, params["w_x"], dtype) + params["b"]], axis=-1)
+            u = x.astype(p.state_dtype)
+        gates = p.matmul(u, params["w_x"])
+        gates = gates + params["b"] if use_bias else gates
+        return jnp.concatenate([u.astype(p.state_dtype), gates.astype(p.state_dtype)], axis=-1)
 
     def coefficients(params: Params, projected: Array, start: Array) -> tuple[Array, Array]:
         u, k_a, k_x = jnp.split(projected, 3, axis=-1)
-        log_a = -c * jax.nn.sigmoid(k_a) * jax.nn.softplus(-params["lam"])
+        log_a = -c * jax.nn.sigmoid(k_a) * jax.nn.softplus(-params["lam"].astype(u.dtype))
         a = jnp.exp(log_a)
         norm = sqrt_bounded_derivative(-jnp.expm1(2.0 * log_a))  # sqrt(1 - a_t^2)
         gated = jax.nn.sigmoid(k_x) * u
@@ -132,4 +142,5 @@ def rg_lru(
         hidden_size=H,
         name="rg_lru",
         starts_segments=True,
+        precision=p,
     )

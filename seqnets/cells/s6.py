@@ -43,8 +43,8 @@ from seqnets.cells.base import (
     check_hidden_size,
     check_input,
     make_linear_cell,
-    matmul,
 )
+from seqnets.cells.dtypes import precision
 
 
 @cell_constructor
@@ -57,7 +57,8 @@ def s6(
     dt_max: float = 0.1,
     dt_init_floor: float = 1e-4,
     input_init: Initializer = initializers.lecun_normal,
-    dtype: Any = jnp.float32,
+    dtype: Any = None,
+    param_dtype: Any = jnp.float32,
 ) -> Cell:
     """An S6 cell (Mamba's selective SSM).
 
@@ -70,18 +71,23 @@ def s6(
       dt_max: the largest initial step size.
       dt_init_floor: initial step sizes are at least this.
       input_init: initializer of ``W_x`` and ``W_in``.
-      dtype: computation dtype of the matmuls; parameters and carry stay float32.
+      dtype: compute dtype of the matmuls and of the outputs; ``param_dtype`` when None.
+        The carry and the elementwise math stay at least float32
+        (`seqnets.cells.dtypes`).
+      param_dtype: the parameters' dtype.
 
     Returns:
       A `Cell` of the diagonal family. Parameters: ``w_x (H, R + 2N)``, ``w_dt (R, H)``,
       ``b_dt (H,)``, ``a_log (H, N)``, ``d (H,)``, and ``w_in (input_size, H)`` when
-      ``input_size != H``. Carry: ``h``, ``(batch, H, N)`` float32.
+      ``input_size != H``. Carry: ``h``, ``(batch, H, N)``, float32 (the state dtype).
     """
     H = check_hidden_size(hidden_size)
     N = check_hidden_size(state_size)
     R = math.ceil(H / 16) if dt_rank is None else check_hidden_size(dt_rank)
     if not 0.0 < dt_min <= dt_max:
         raise ValueError(f"s6 needs 0 < dt_min <= dt_max; got dt_min={dt_min}, dt_max={dt_max}.")
+    p = precision(dtype, param_dtype, where="s6")
+    state = p.state_dtype
 
     def init(key: Array, input_size: int) -> Params:
         k_in, k_x, k_w, k_dt = jax.random.split(key, 4)
@@ -103,22 +109,22 @@ def s6(
         """``(..., input_size) -> (..., 2H + 2N)``: ``[u | Delta | B | C]``."""
         if "w_in" in params:
             check_input(params, x, "s6", kernel="w_in")
-            u = matmul(x, params["w_in"], dtype)
+            u = p.matmul(x, params["w_in"]).astype(state)
         else:
             check_input(params, x, "s6")  # w_x's rows: the width H
-            u = x.astype(jnp.float32)
-        dt, b, c = jnp.split(matmul(u, params["w_x"], dtype), [R, R + N], axis=-1)
-        delta = jax.nn.softplus(matmul(dt, params["w_dt"], dtype) + params["b_dt"])
+            u = x.astype(state)
+        dt, b, c = jnp.split(p.matmul(u, params["w_x"]).astype(state), [R, R + N], axis=-1)
+        delta = jax.nn.softplus(p.matmul(dt, params["w_dt"]) + params["b_dt"]).astype(state)
         return jnp.concatenate([u, delta, b, c], axis=-1)
 
     def coefficients(params: Params, projected: Array) -> tuple[Array, Array]:
         u, delta, b, _ = jnp.split(projected, [H, 2 * H, 2 * H + N], axis=-1)
-        a = jnp.exp(delta[..., :, None] * -jnp.exp(params["a_log"]))
+        a = jnp.exp(delta[..., :, None] * -jnp.exp(params["a_log"].astype(delta.dtype)))
         return a, (delta * u)[..., :, None] * b[..., None, :]
 
     def readout(params: Params, h: Array, projected: Array) -> Array:
         u, c = projected[..., :H], projected[..., 2 * H + N:]
-        return jnp.sum(h * c[..., None, :], axis=-1) + params["d"] * u
+        return jnp.sum(h * c[..., None, :], axis=-1) + params["d"].astype(u.dtype) * u
 
     return make_linear_cell(
         init=init,
@@ -128,5 +134,6 @@ def s6(
         state_size=(H, N),
         hidden_size=H,
         name="s6",
+        precision=p,
     )
 

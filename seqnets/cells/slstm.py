@@ -36,6 +36,14 @@ The carry is `SLSTMState` ``(c, n, m, h)``, each ``(batch, H)``, zeros at the st
 stabilised ``c, n``, the stabiliser ``m`` and the output ``h`` that the next step's
 gates read. The update is not linear in the carry, so the cell runs sequentially.
 
+**Precision** (`seqnets.cells.dtypes`): the matmuls (``x_t W_x``, ``h_{t-1} R``) take their
+operands in the compute dtype ``dtype``, and the outputs ``h_t`` are returned in it; the
+gate and state update above runs in the state dtype (float32, float64 in 64-bit mode),
+unlike the LSTM's gates. ``m`` is a log scale that grows with the inputs and the time
+since a reset, and the update subtracts such scales: at ``m = 100`` bfloat16's spacing is
+0.5, so ``exp(log f_t + m_{t-1} - m_t)`` computed in bfloat16 could be off by a factor
+``exp(0.5)``.
+
 **Initialisation**, following NX-AI's ``xlstm`` package (2.0.6, ``sLSTMCell``,
 ``sLSTMLayer``), which the paper leaves to its code:
 
@@ -72,14 +80,15 @@ from seqnets.cells.base import (
     input_projection,
     make_cell,
 )
+from seqnets.cells.dtypes import accumulation_dtype, precision
 
 FORGET_GATES = ("sigmoid", "exp")
 
 
 class SLSTMState(NamedTuple):
-    """The sLSTM's carry; every field is ``(batch, H)`` float32.
+    """The sLSTM's carry; every field is ``(batch, H)``.
 
-    Attributes:
+    Attributes (in the cell's state dtype, float32 by default):
       c: the cell state, scaled by ``exp(-m)``.
       n: the normaliser state, scaled by ``exp(-m)``; 0 marks a fresh state.
       m: the stabiliser (a log scale).
@@ -143,10 +152,12 @@ def slstm_gates(pre: Array, state: SLSTMState, exp_forget: bool) -> SLSTMState:
 
 def recurrent(h: Array, r: Array, dtype: Any) -> Array:
     """``h (batch, H) @ R`` with ``R`` block-diagonal: ``r (NH, d, 4d)`` holds the heads'
-    blocks; returns ``(batch, 4H)`` float32, columns ordered (head, gate, unit)."""
+    blocks; returns ``(batch, 4H)``, columns ordered (head, gate, unit). The operands are
+    in ``dtype``, the sums in `seqnets.cells.dtypes.accumulation_dtype` (float32, or
+    float64 for float64)."""
     heads, d, _ = r.shape
     hr = jnp.einsum("bnd,nde->bne", h.reshape(h.shape[0], heads, d).astype(dtype),
-                    r.astype(dtype), preferred_element_type=jnp.float32)
+                    r.astype(dtype), preferred_element_type=accumulation_dtype(dtype))
     return hr.reshape(h.shape[0], -1)
 
 
@@ -159,7 +170,8 @@ def slstm(
     forget_power: float = 0.3,
     input_init: Initializer = small_init,
     recurrent_init: Initializer = initializers.zeros,
-    dtype: Any = jnp.float32,
+    dtype: Any = None,
+    param_dtype: Any = jnp.float32,
 ) -> Cell:
     """An sLSTM cell (module docstring: equations, stabiliser, initialisation).
 
@@ -172,7 +184,9 @@ def slstm(
         cell; NX-AI's stacks raise it with the block's depth).
       input_init: initializer of ``w_x``, ``(input_size, 4H)``.
       recurrent_init: initializer of each head's recurrent block ``(d, 4d)``.
-      dtype: computation dtype of the matmuls; parameters, carry and gate math stay float32.
+      dtype: compute dtype of the matmuls and of the outputs; ``param_dtype`` when None.
+        The gate math and the carry stay at least float32 (module docstring).
+      param_dtype: the parameters' dtype.
 
     Returns:
       A `Cell` of the ``"nonlinear"`` family. Parameters: ``w_x (input_size, 4H)``,
@@ -185,6 +199,7 @@ def slstm(
     if forget_gate not in FORGET_GATES:
         raise ValueError(f"slstm: forget_gate must be one of {FORGET_GATES}; got {forget_gate!r}.")
     exp_forget = forget_gate == "exp"
+    p = precision(dtype, param_dtype, where="slstm")
 
     def init(key: Array, input_size: int) -> Params:
         k_x, k_r = jax.random.split(key)
@@ -200,11 +215,11 @@ def slstm(
         }
 
     def initial_carry(batch_size: int) -> SLSTMState:
-        return SLSTMState(*(jnp.zeros((batch_size, H), jnp.float32) for _ in range(4)))
+        return SLSTMState(*(p.zeros((batch_size, H)) for _ in range(4)))
 
     def step(params: Params, carry: SLSTMState, projected: Array) -> tuple[SLSTMState, Array]:
         batch = projected.shape[0]
-        pre = projected + recurrent(carry.h, params["r"], dtype)
+        pre = p.cast_state(projected + recurrent(carry.h, params["r"], p.dtype))
         heads = SLSTMState(*(s.reshape(batch, NH, d) for s in carry))
         new = slstm_gates(pre.reshape(batch, NH, 4, d), heads, exp_forget)
         new = SLSTMState(*(s.reshape(batch, H) for s in new))
@@ -213,8 +228,9 @@ def slstm(
     return make_cell(
         init=init,
         initial_carry=initial_carry,
-        project=input_projection("slstm", dtype),
+        project=input_projection("slstm", p),
         step=step,
         hidden_size=H,
         name="slstm",
+        precision=p,
     )

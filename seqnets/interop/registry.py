@@ -35,7 +35,8 @@ class Converter(NamedTuple):
 
     Attributes:
       read: framework parameters -> seqnets parameters.
-      write: seqnets parameters -> framework parameters.
+      write: seqnets parameters -> framework parameters; it may take keyword options that
+        its framework's entry point passes (`seqnets.interop.to_nnx`'s ``fused``).
       counterpart: the framework's name for the cell, for messages and docs
         (``"flax.linen.LSTMCell, OptimizedLSTMCell"``).
       input_size: seqnets parameters of one cell -> its input size, so that they can be
@@ -107,3 +108,24 @@ def check_cell_params(params: Mapping[str, Any], cell: Cell, conv: Converter, wh
         raise ValueError(f"{where}: these are not {cell.name} parameters: found keys "
                          f"{sorted(params)}.") from error
     check_params(cell.init, params, input_size, where)
+
+
+def check_flax_model(model: Any, framework: str, where: str) -> str:
+    """The cell name of ``model`` for Flax's cells (linen or NNX), which are single cells
+    with biases and no projection; a ValueError names what Flax cannot hold."""
+    if isinstance(model, Stack):
+        raise ValueError(
+            f"{where}: Flax {'linen' if framework == 'flax' else 'NNX'} has no layers module, so "
+            f"there is no {framework} form of a stack's parameters: convert each layer's cell, "
+            f"[{{'forward': from_{framework}(p, cell)}} for p in layers], which is what "
+            "seqnets.stack params are."
+        )
+    if isinstance(model, Cell) and model.config is not None:
+        arguments = dict(model.config.arguments)
+        if arguments.get("proj_size") is not None:
+            raise ValueError(f"{where}: Flax's LSTM cells have no output projection; this "
+                             f"{model.name} has proj_size={arguments['proj_size']}.")
+        if arguments.get("use_bias") is False:
+            raise ValueError(f"{where}: Flax's recurrent cells always have biases; this "
+                             f"{model.name} was built with use_bias=False.")
+    return cell_name(model, where)

@@ -39,6 +39,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -48,12 +49,15 @@ from seqnets.interop.registry import Converter, cell_name, check_cell_params, co
 from seqnets.sequence.stack import Stack
 from seqnets.types import Array
 
-_KEY = re.compile(r"^(weight|bias)_(ih|hh)(?:_l(\d+)(_reverse)?)?$")
-_NAMES = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+_KEY = re.compile(r"^(weight|bias)_(ih|hh|hr)(?:_l(\d+)(_reverse)?)?$")
+_NAMES = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr")
 
 CellParams = dict[str, Array]
 StackParams = list[dict[str, Any]]
-TorchArrays = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+# weight_ih, weight_hh, bias_ih, bias_hh, weight_hr; None for a bias or projection that
+# the module does not have (bias=False, no proj_size).
+TorchArrays = tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None,
+                    np.ndarray | None]
 
 
 def _reading(kind: str) -> str:
@@ -79,8 +83,11 @@ def _layout(state_dict: Mapping[str, Any], kind: str) -> tuple[int, bool] | None
             raise ValueError(
                 f"{_reading(kind)}: unexpected key {key!r}; expected a cell's names "
                 "('weight_ih', 'bias_hh', ...) or a layers module's names like 'weight_ih_l0', "
-                "'bias_hh_l1_reverse' (proj_size is not supported)."
+                "'bias_hh_l1_reverse', 'weight_hr_l0' (an LSTM's proj_size)."
             )
+        if match.group(2) == "hr" and kind != "lstm":
+            raise ValueError(f"{_reading(kind)}: {key!r} is an LSTM's projection (proj_size); a "
+                             f"{kind} has none.")
         if match.group(3) is None:
             cell_keys = True
         else:
@@ -111,12 +118,23 @@ def _read_one(state_dict: Mapping[str, Any], suffix: str, kind: str, gates: int)
             raise ValueError(f"{_reading(kind)}: missing key {names[n]!r}.")
     w_ih = _to_numpy(state_dict[names["weight_ih"]])
     w_hh = _to_numpy(state_dict[names["weight_hh"]])
-    hidden = w_hh.shape[1] if w_hh.ndim == 2 else -1
-    if w_hh.shape != (gates * hidden, hidden) or w_ih.ndim != 2 or w_ih.shape[0] != gates * hidden:
+    w_hr = (_to_numpy(state_dict[names["weight_hr"]]) if names["weight_hr"] in state_dict
+            else None)
+    hidden = w_hh.shape[0] // gates if w_hh.ndim == 2 else -1
+    # With a projection (LSTMP), the recurrent input is the projection's P wide output.
+    rows = hidden if w_hr is None else (w_hr.shape[0] if w_hr.ndim == 2 else -1)
+    if w_hh.shape != (gates * hidden, rows) or w_ih.ndim != 2 or w_ih.shape[0] != gates * hidden:
+        what = "H" if w_hr is None else "P"
         raise ValueError(
-            f"{_reading(kind)}: {names['weight_hh']} must be ({gates}*H, H) and "
+            f"{_reading(kind)}: {names['weight_hh']} must be ({gates}*H, {what}) and "
             f"{names['weight_ih']} ({gates}*H, input_size); got {w_hh.shape} and {w_ih.shape}."
         )
+    if w_hr is not None and w_hr.shape != (rows, hidden):
+        raise ValueError(f"{_reading(kind)}: {names['weight_hr']} must be (P, H) with H = "
+                         f"{hidden}; got {w_hr.shape}.")
+    present = [names[n] in state_dict for n in ("bias_ih", "bias_hh")]
+    if not any(present):  # bias=False
+        return w_ih, w_hh, None, None, w_hr
     zeros = np.zeros((gates * hidden,), np.float32)
     b_ih = _to_numpy(state_dict.get(names["bias_ih"], zeros))
     b_hh = _to_numpy(state_dict.get(names["bias_hh"], zeros))
@@ -125,7 +143,7 @@ def _read_one(state_dict: Mapping[str, Any], suffix: str, kind: str, gates: int)
             raise ValueError(
                 f"{_reading(kind)}: {names[n]} must be ({gates * hidden},); got {b.shape}."
             )
-    return w_ih, w_hh, b_ih, b_hh
+    return w_ih, w_hh, b_ih, b_hh, w_hr
 
 
 def _read(
@@ -153,7 +171,7 @@ def _write(
                 f"'w_h', 'b') or a list of {{'forward': ...}} dicts (`stack` params); got {got}."
             )
         values = convert({k: np.asarray(v, np.float32) for k, v in p.items()})
-        return {f"{n}{suffix}": v for n, v in zip(_NAMES, values, strict=True)}
+        return {f"{n}{suffix}": v for n, v in zip(_NAMES, values, strict=True) if v is not None}
 
     if isinstance(params, Mapping):
         return arrays(params, "")
@@ -169,29 +187,36 @@ def _write(
     return out
 
 
-def _simple(w_ih, w_hh, b_ih, b_hh) -> CellParams:
-    return {"w_x": jnp.asarray(w_ih.T), "w_h": jnp.asarray(w_hh.T), "b": jnp.asarray(b_ih + b_hh)}
+def _simple(w_ih, w_hh, b_ih, b_hh, w_hr) -> CellParams:
+    params = {"w_x": jnp.asarray(w_ih.T), "w_h": jnp.asarray(w_hh.T)}
+    if b_ih is not None:
+        params["b"] = jnp.asarray(b_ih + b_hh)
+    if w_hr is not None:
+        params["w_hr"] = jnp.asarray(w_hr.T)
+    return params
 
 
-def _gru(w_ih, w_hh, b_ih, b_hh) -> CellParams:
-    hidden = w_hh.shape[1]
-    b = b_ih.copy()
-    b[: 2 * hidden] += b_hh[: 2 * hidden]  # the r and z recurrent biases fold in
-    return {
-        "w_x": jnp.asarray(w_ih.T),
-        "w_h": jnp.asarray(w_hh.T),
-        "b": jnp.asarray(b),
-        "b_hn": jnp.asarray(b_hh[2 * hidden :]),
-    }
+def _gru(w_ih, w_hh, b_ih, b_hh, w_hr) -> CellParams:
+    params = {"w_x": jnp.asarray(w_ih.T), "w_h": jnp.asarray(w_hh.T)}
+    if b_ih is not None:
+        hidden = w_hh.shape[1]
+        b = b_ih.copy()
+        b[: 2 * hidden] += b_hh[: 2 * hidden]  # the r and z recurrent biases fold in
+        params["b"], params["b_hn"] = jnp.asarray(b), jnp.asarray(b_hh[2 * hidden :])
+    return params
 
 
 def _simple_to_torch(p: dict[str, np.ndarray]) -> TorchArrays:
-    return p["w_x"].T, p["w_h"].T, p["b"], np.zeros_like(p["b"])
+    b = p.get("b")
+    w_hr = p["w_hr"].T if "w_hr" in p else None
+    return p["w_x"].T, p["w_h"].T, b, None if b is None else np.zeros_like(b), w_hr
 
 
 def _gru_to_torch(p: dict[str, np.ndarray]) -> TorchArrays:
+    if "b" not in p:
+        return p["w_x"].T, p["w_h"].T, None, None, None
     zeros = np.zeros_like(p["b_hn"])
-    return p["w_x"].T, p["w_h"].T, p["b"], np.concatenate([zeros, zeros, p["b_hn"]])
+    return p["w_x"].T, p["w_h"].T, p["b"], np.concatenate([zeros, zeros, p["b_hn"]]), None
 
 
 register("torch", "lstm", Converter(functools.partial(_read, kind="lstm", gates=4, convert=_simple),
@@ -261,8 +286,35 @@ def from_torch(state_dict: Mapping[str, Any], model: Cell | Stack | str) -> Cell
     params = conv.read(state_dict)
     if isinstance(model, Stack) and isinstance(params, Mapping):
         params = [{"forward": params}]
+    params = _zero_biases_where_expected(params, model)
     _check(params, model, conv, where)
     return params
+
+
+def _zero_biases_where_expected(params: CellParams | StackParams,
+                                model: Cell | Stack | str) -> CellParams | StackParams:
+    """A ``bias=False`` module read for a cell that has biases: zero biases, as PyTorch's
+    missing ones are. A cell built with ``use_bias=False`` keeps none."""
+    cells = (model.cells if isinstance(model, Stack) else (model,)) if not isinstance(model, str) \
+        else None
+
+    def fill(p: dict[str, Any], cell: Cell | None) -> dict[str, Any]:
+        if "b" in p or "w_x" not in p:
+            return p
+        inputs = int(p["w_x"].shape[0])
+        if cell is not None and "b" not in jax.eval_shape(
+                lambda: cell.init(jax.random.key(0), inputs)):
+            return p
+        width = p["w_h"].shape[1]
+        zeros = {"b": jnp.zeros((width,), jnp.float32)}
+        if (cell.name if cell is not None else model) == "gru":
+            zeros["b_hn"] = jnp.zeros((width // 3,), jnp.float32)
+        return {**p, **zeros}
+
+    if isinstance(params, Mapping):
+        return fill(dict(params), None if cells is None else cells[0])
+    return [{d: fill(dict(p), None if cells is None else cells[min(layer, len(cells) - 1)])
+             for d, p in entry.items()} for layer, entry in enumerate(params)]
 
 
 def to_torch(params: CellParams | StackParams, model: Cell | Stack | str) -> dict[str, np.ndarray]:

@@ -42,6 +42,11 @@ The carry is a dict: ``{"conv": (batch, conv_size - 1, channels), "state": ...}`
 zero, ``b_f`` from 3 to 6, ``b_i`` std 0.1); ``s`` one. NX-AI rounds ``I`` and the MLP
 width up to multiples of 64 (GPU tiles); these blocks take ``proj_factor * E`` and
 ``ceil(4/3 * E)`` as they are (pass ``mlp_size`` to match).
+
+**Precision** (`seqnets.cells.dtypes`): as the cells, each block takes ``dtype`` (the
+compute dtype: the matmuls' operands and the block's outputs) and ``param_dtype``; the
+residual stream inside the block, the norms, the convolution, the gates and the carry
+run in the state dtype (float32, float64 in 64-bit mode).
 """
 
 from __future__ import annotations
@@ -66,6 +71,7 @@ from seqnets.cells.base import (
     make_cell,
     matmul,
 )
+from seqnets.cells.dtypes import accumulation_dtype, precision
 from seqnets.cells.mlstm import gate_biases, head_norm, run_kernel, zero_state
 from seqnets.cells.slstm import SLSTMState, check_heads, slstm, small_init
 from seqnets.layers.norm import layer_norm
@@ -91,10 +97,11 @@ def conv_params(key: Array, size: int, channels: int) -> dict[str, Array]:
 
 def blockwise(x: Array, w: Array, dtype: Any) -> Array:
     """``x (..., G * b) @ blockdiag(w)`` for ``w (G, b, b)``: each block of ``b`` features
-    mixes only within itself (NX-AI's ``LinearHeadwiseExpand``); float32 ``(..., G * b)``."""
+    mixes only within itself (NX-AI's ``LinearHeadwiseExpand``); ``(..., G * b)`` in
+    `seqnets.cells.dtypes.accumulation_dtype` of ``dtype`` (float32 for bfloat16)."""
     groups, size, _ = w.shape
     y = jnp.einsum("...gi,gio->...go", x.reshape(*x.shape[:-1], groups, size).astype(dtype),
-                   w.astype(dtype), preferred_element_type=jnp.float32)
+                   w.astype(dtype), preferred_element_type=accumulation_dtype(dtype))
     return y.reshape(x.shape)
 
 
@@ -121,7 +128,8 @@ def mlstm_block(
     qkv_block_size: int = 4,
     eps: float = 1e-6,
     depth: int = 1,
-    dtype: Any = jnp.float32,
+    dtype: Any = None,
+    param_dtype: Any = jnp.float32,
 ) -> Cell:
     """The mLSTM block (module docstring) as a `Cell` of the ``"mlstm"`` family.
 
@@ -133,7 +141,9 @@ def mlstm_block(
       qkv_block_size: the size of the diagonal blocks of ``W_q``, ``W_k``, ``W_v``.
       eps: the mLSTM's denominator ``eps`` (`seqnets.ops.mlstm`).
       depth: the number of blocks in the model (scales ``W_down``'s initialisation).
-      dtype: computation dtype of the matmuls; parameters, carry and kernel stay float32.
+      dtype: compute dtype of the matmuls and of the outputs; ``param_dtype`` when None.
+        The kernel, the gates, the norms and the carry stay at least float32.
+      param_dtype: the parameters' dtype.
 
     Returns:
       A `Cell`, ``hidden_size = E``, modes ``"sequential"`` and ``"chunked"``. Carry:
@@ -157,6 +167,8 @@ def mlstm_block(
     if K < 2:
         raise ValueError(f"{name}: conv_size must be at least 2; got {K}.")
     depth = check_positive_int(depth, "depth", name)
+    p = precision(dtype, param_dtype, where=name)
+    state = p.state_dtype
 
     def init(key: Array, input_size: int) -> Params:
         check_init_width(name, input_size, E)
@@ -176,46 +188,50 @@ def mlstm_block(
     def project(params: Params, x: Array) -> Array:
         """``(..., E) -> (..., E + 2I)``: ``[x | u | z]``."""
         check_width(name, x, E)
-        x = x.astype(jnp.float32)
-        return jnp.concatenate([x, matmul(layer_norm(x, params["norm"]), params["w_up"], dtype)],
-                               axis=-1)
+        x = x.astype(state)
+        return jnp.concatenate([x, matmul(layer_norm(x, params["norm"]), params["w_up"],
+                                          p.dtype)], axis=-1)
 
     def mixer_inputs(params: Params, u: Array, c: Array) -> tuple[Array, ...]:
         """``q, k, v (..., NH, d)`` and ``i~, f~ (..., NH)`` from ``u`` and ``c = silu(conv(u))``."""
-        q, k, v = (blockwise(a, params[w], dtype) for a, w in ((c, "w_q"), (c, "w_k"), (u, "w_v")))
-        gates = matmul(jnp.concatenate([q, k, v], axis=-1), params["w_gates"], dtype)
+        q, k, v = (blockwise(a, params[w], p.dtype)
+                   for a, w in ((c, "w_q"), (c, "w_k"), (u, "w_v")))
+        gates = matmul(jnp.concatenate([q, k, v], axis=-1), params["w_gates"], p.dtype)
         i, f = jnp.split(gates + params["b_gates"], 2, axis=-1)
         heads = lambda a: a.reshape(*a.shape[:-1], NH, d)  # noqa: E731
         return heads(q), heads(k), heads(v), i, f
 
     def output(params: Params, x: Array, h: Array, c: Array, z: Array) -> Array:
         gated = (head_norm(h, params["out_norm"]) + params["skip"] * c) * jax.nn.silu(z)
-        return x + matmul(gated, params["w_down"], dtype)
+        return x + matmul(gated, params["w_down"], p.dtype)
 
-    def step(params: Params, carry: Carry, p: Array) -> tuple[Carry, Array]:
-        x, u, z = jnp.split(p, [E, E + inner], axis=-1)
+    def step(params: Params, carry: Carry, projected: Array) -> tuple[Carry, Array]:
+        x, u, z = jnp.split(projected, [E, E + inner], axis=-1)
         c, buffer = conv.step(u, carry["conv"], params["conv_w"], params["conv_b"])
         c = jax.nn.silu(c)
         h, state = mlstm_step(tuple(carry["state"]), *mixer_inputs(params, u, c), eps)
         return {"conv": buffer, "state": state}, output(params, x, h, c, z)
 
-    def run(kernel: Callable[..., Any], params: Params, p: Array, carry: Carry, steps: Steps, *,
-            chunk_size: int | None = None, unroll: int | bool = 1) -> tuple[Carry, Array]:
+    def run(kernel: Callable[..., Any], params: Params, projected: Array, carry: Carry,
+            steps: Steps, *, chunk_size: int | None = None, unroll: int | bool = 1,
+            ) -> tuple[Carry, Array]:
         del unroll  # the kernels choose their own loops
-        if p.shape[0] == 0:
-            return carry, jnp.zeros((0, p.shape[1], E), jnp.float32)
-        x, u, z = jnp.split(p, [E, E + inner], axis=-1)
+        if projected.shape[0] == 0:
+            return carry, jnp.zeros((0, projected.shape[1], E), p.dtype)
+        x, u, z = jnp.split(projected, [E, E + inner], axis=-1)
         c, buffer = conv.sequence(u, carry["conv"], params["conv_w"], params["conv_b"], steps)
         c = jax.nn.silu(c)
         h, state = run_kernel(kernel, *mixer_inputs(params, u, c), carry["state"], steps,
                               chunk_size, eps)
-        return {"conv": buffer, "state": state}, output(params, x, h, c, z)
+        return {"conv": buffer, "state": state}, p.output(output(params, x, h, c, z))
 
     def initial_carry(batch: int) -> Carry:
-        return {"conv": jnp.zeros((batch, K - 1, inner)), "state": zero_state(batch, NH, d)}
+        return {"conv": p.zeros((batch, K - 1, inner)),
+                "state": zero_state(batch, NH, d, state)}
 
     return make_cell(init=init, initial_carry=initial_carry, project=project, step=step,
-                     hidden_size=E, name=name, recurrence=Recurrence(MLSTM_FAMILY, run))
+                     hidden_size=E, name=name, recurrence=Recurrence(MLSTM_FAMILY, run),
+                     precision=p)
 
 
 @cell_constructor
@@ -228,7 +244,8 @@ def slstm_block(
     mlp_size: int | None = None,
     block_index: int = 0,
     depth: int = 1,
-    dtype: Any = jnp.float32,
+    dtype: Any = None,
+    param_dtype: Any = jnp.float32,
 ) -> Cell:
     """The sLSTM block (module docstring) as a `Cell` of the ``"nonlinear"`` family.
 
@@ -242,7 +259,10 @@ def slstm_block(
       block_index: the block's position in the model, from 0: NX-AI's forget-gate bias
         power ``0.3 + 1.3 * block_index / (depth - 1)``.
       depth: the number of blocks in the model (the down-projection's initialisation).
-      dtype: computation dtype of the matmuls; parameters, carry and gate math stay float32.
+      dtype: compute dtype of the matmuls and of the outputs; ``param_dtype`` when None.
+        The gate math, the norms, the MLP's activations and the carry stay at least
+        float32 (`seqnets.cells.slstm`).
+      param_dtype: the parameters' dtype (the cell's too).
 
     Returns:
       A `Cell`, ``hidden_size = E``, mode ``"sequential"`` (the sLSTM is not linear in
@@ -265,9 +285,11 @@ def slstm_block(
             or not 0 <= block_index < depth:
         raise ValueError(f"{name}: block_index must be an int in [0, depth) = [0, {depth}); "
                          f"got {block_index!r}.")
+    p = precision(dtype, param_dtype, where=name)
+    state = p.state_dtype
     cell = slstm(E, NH, forget_gate=forget_gate,
                  forget_power=0.3 + 1.3 * (block_index / (depth - 1) if depth > 1 else 0.0),
-                 dtype=dtype)
+                 dtype=dtype, param_dtype=param_dtype)
 
     def init(key: Array, input_size: int) -> Params:
         check_init_width(name, input_size, E)
@@ -282,41 +304,43 @@ def slstm_block(
     def project(params: Params, x: Array) -> Array:
         """``(..., E) -> (..., 2E)``: ``[x | LN(x)]``."""
         check_width(name, x, E)
-        x = x.astype(jnp.float32)
+        x = x.astype(state)
         return jnp.concatenate([x, layer_norm(x, params["norm"])], axis=-1)
 
     def gate_inputs(params: Params, a: Array, c: Array) -> Array:
         """The cell's pre-activations ``(..., 4E)`` (its column order): ``i, f`` from ``c``,
         ``z, o`` from ``a``."""
         w = params["cell"]["w_x"].reshape(E, NH, 4, d)
-        from_c = matmul(c, w[:, :, :2].reshape(E, 2 * E), dtype)
-        from_a = matmul(a, w[:, :, 2:].reshape(E, 2 * E), dtype)
+        from_c = matmul(c, w[:, :, :2].reshape(E, 2 * E), p.dtype)
+        from_a = matmul(a, w[:, :, 2:].reshape(E, 2 * E), p.dtype)
         both = jnp.concatenate([from_c.reshape(*c.shape[:-1], NH, 2, d),
                                 from_a.reshape(*a.shape[:-1], NH, 2, d)], axis=-2)
-        return both.reshape(*c.shape[:-1], 4 * E) + params["cell"]["b"]
+        return p.cast_state(both.reshape(*c.shape[:-1], 4 * E) + params["cell"]["b"])
 
     def mlp(params: Params, x: Array) -> Array:
         b = layer_norm(x, params["mlp_norm"])
-        gate, up = jnp.split(matmul(b, params["w_up"], dtype), 2, axis=-1)
-        return x + matmul(jax.nn.gelu(gate, approximate=False) * up, params["w_down"], dtype)
+        gate, up = jnp.split(matmul(b, params["w_up"], p.dtype), 2, axis=-1)
+        return x + matmul(jax.nn.gelu(gate, approximate=False) * up, params["w_down"], p.dtype)
 
     def output(params: Params, x: Array, h: Array) -> Array:
         return mlp(params, x + head_norm(h.reshape(*h.shape[:-1], NH, d), params["out_norm"]))
 
-    def step(params: Params, carry: Carry, p: Array) -> tuple[Carry, Array]:
-        x, a = jnp.split(p, 2, axis=-1)
+    def step(params: Params, carry: Carry, projected: Array) -> tuple[Carry, Array]:
+        x, a = jnp.split(projected, 2, axis=-1)
         new = {}
         c = a
         if K:
             c, new["conv"] = conv.step(a, carry["conv"], params["conv_w"], params["conv_b"])
             c = jax.nn.silu(c)
-        new["state"], h = cell.step(params["cell"], carry["state"], gate_inputs(params, a, c))
-        return new, output(params, x, h)
+        new["state"], _ = cell.step(params["cell"], carry["state"], gate_inputs(params, a, c))
+        # The carry's h, in the state dtype: the cell's output is rounded to the compute dtype.
+        return new, output(params, x, new["state"].h)
 
-    def run(kernel: Callable[..., Any], params: Params, p: Array, carry: Carry, steps: Steps, *,
-            chunk_size: int | None = None, unroll: int | bool = 1) -> tuple[Carry, Array]:
+    def run(kernel: Callable[..., Any], params: Params, projected: Array, carry: Carry,
+            steps: Steps, *, chunk_size: int | None = None, unroll: int | bool = 1,
+            ) -> tuple[Carry, Array]:
         del chunk_size  # one mode: sequential
-        x, a = jnp.split(p, 2, axis=-1)
+        x, a = jnp.split(projected, 2, axis=-1)
         new = {}
         c = a
         if K:
@@ -325,23 +349,25 @@ def slstm_block(
             c = jax.nn.silu(c)
 
         def cell_step(state: SLSTMState, pre: Array) -> tuple[SLSTMState, Array]:
-            return cell.step(params["cell"], state, pre)
+            state, _ = cell.step(params["cell"], state, pre)
+            return state, state.h  # the state dtype's h, as in step
 
         # A reset restores the zero state; zeros_like keeps it varying as the carry does
         # under shard_map.
         h, new["state"] = kernel(cell_step, carry["state"], gate_inputs(params, a, c),
                                  initial=jax.tree.map(jnp.zeros_like, carry["state"]),
                                  valid=steps.valid, reset=steps.reset, unroll=unroll)
-        return new, output(params, x, h)
+        return new, p.output(output(params, x, h))
 
     def initial_carry(batch: int) -> Carry:
         carry: dict[str, Any] = {"state": cell.initial_carry(batch)}
         if K:
-            carry["conv"] = jnp.zeros((batch, K - 1, E))
+            carry["conv"] = p.zeros((batch, K - 1, E))
         return carry
 
     return make_cell(init=init, initial_carry=initial_carry, project=project, step=step,
-                     hidden_size=E, name=name, recurrence=Recurrence(nonlinear.FAMILY, run))
+                     hidden_size=E, name=name, recurrence=Recurrence(nonlinear.FAMILY, run),
+                     precision=p)
 
 
 __all__ = ["mlstm_block", "slstm_block"]

@@ -129,8 +129,9 @@ def resolve(
       family: a registered family.
       mode: ``"auto"``, a mode's name or a `ScanMode`.
       dtype: the dtype the kernel computes in.
-      time, batch, state: the run's sizes (``state`` is the number of state elements
-        per batch row), for the ``"auto"`` rule.
+      time: the run's number of steps, for the ``"auto"`` rule.
+      batch: the run's batch size, for the ``"auto"`` rule.
+      state: the number of state elements per batch row, for the ``"auto"`` rule.
       platform: ``jax.default_backend()`` when None.
       where: the caller's name, for error messages.
 

@@ -28,6 +28,13 @@ Each checkpoint can also carry the configuration of the run that wrote it (a JSO
 arrays, so that a resumed run can be compared with the run it continues even when the
 files beside the checkpoints are lost (`saved_configs`). A `TrainState` whose parameters
 are not all finite is never written (`NonFiniteError`).
+
+The model itself can be saved beside the arrays too: ``Checkpointer(model=stack)`` writes
+the cell's or stack's configuration (`seqnets.to_config`) into every checkpoint's metadata,
+and `load_model` rebuilds the model and reads its parameters from the checkpoint folder
+alone, with no code that knew the sizes. `Checkpointer.restore_params` reads only the
+parameters of any checkpoint (a `TrainState`'s, whatever optimizer made it), for
+inference or to start a new optimizer from them.
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ import logging
 import os
 import shutil
 import time
+from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -45,6 +53,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from seqnets.cells.config import from_config, to_config
 from seqnets.training.checkpoint_files import (
     MANIFEST_FILE,  # noqa: F401 - the name of the manifest, for users of this module
     manifest_problems,
@@ -56,6 +65,9 @@ from seqnets.training.guard import NonFiniteError
 from seqnets.training.state import TrainState
 
 CONFIG_KEY = "seqnets_config"
+MODEL_KEY = "seqnets_model"
+# The field names a TrainState is saved under, at the top level or inside a saved tree.
+_STATE_FIELDS = ({"params", "opt_state", "step", "key_data"}, {"params", "opt_state", "step", "key"})
 
 logger = logging.getLogger(__name__)
 
@@ -97,7 +109,12 @@ def _step_of(tree: Any, step: int | None) -> int:
         return int(step)
     if isinstance(tree, TrainState):
         return int(tree.step)
-    raise ValueError("Checkpointer.save: pass step=... for a tree that is not a TrainState.")
+    raise ValueError(
+        "Checkpointer.save: a tree that is not a TrainState has no step of its own: pass "
+        "step=..., e.g. ckpt.save(params, step=int(state.step), force=True) to save the "
+        "parameters alone for inference (Checkpointer.restore_params or load_model read "
+        "them back)."
+    )
 
 
 def _nonfinite_params(host_tree: Any) -> list[str]:
@@ -122,16 +139,21 @@ class Checkpointer:
       keep: how many of the most recent checkpoints to keep.
       config: the configuration of the run, a JSON-serialisable mapping, saved with every
         checkpoint (`saved_config` reads it back); None saves none.
+      model: the seqnets cell or stack whose parameters the checkpoints hold (alone, or
+        as part of a larger tree such as ``{"rnn": ..., "head": ...}``); its configuration
+        (`seqnets.to_config`) is saved with every checkpoint, so that `saved_model` and
+        `load_model` rebuild it from the folder alone. None saves none.
     """
 
     def __init__(self, directory: str | os.PathLike, *, save_every: int, keep: int = 3,
-                 config: Mapping[str, Any] | None = None):
+                 config: Mapping[str, Any] | None = None, model: Any = None):
         if save_every < 1 or keep < 1:
             raise ValueError(f"save_every and keep must be >= 1; got {save_every}, {keep}.")
         self.directory = os.path.abspath(os.fspath(directory))
         self.save_every = save_every
         # A copy through JSON: what is compared later is what was written.
         self.config = None if config is None else json.loads(json.dumps(dict(config)))
+        self.model = None if model is None else json.loads(json.dumps(to_config(model)))
         self.manager = ocp.CheckpointManager(
             self.directory,
             # Synchronous saves: a failed write surfaces here as one exception instead of
@@ -196,6 +218,8 @@ class Checkpointer:
         if refused is not None:
             raise self._write_error(step, refused)
         metadata = {} if self.config is None else {CONFIG_KEY: self.config}
+        if self.model is not None:
+            metadata[MODEL_KEY] = self.model
         try:
             saved = self.manager.save(
                 step, args=ocp.args.StandardSave(tree), force=True, custom_metadata=metadata,
@@ -235,6 +259,65 @@ class Checkpointer:
         if step is None:
             return None
         return (self.manager.metadata(step).custom_metadata or {}).get(CONFIG_KEY)
+
+    def saved_model(self, step: int | None = None) -> Any:
+        """The cell or stack saved with ``step`` (default: the newest), rebuilt by its
+        constructor (`seqnets.from_config`); None when the checkpoint holds no model."""
+        step = self.latest_step() if step is None else step
+        if step is None:
+            return None
+        saved = (self.manager.metadata(step).custom_metadata or {}).get(MODEL_KEY)
+        return None if saved is None else from_config(saved)
+
+    def restore_params(self, like: Any = None, step: int | None = None) -> Any:
+        """The parameters of a checkpoint, whatever else it holds, verified.
+
+        From a `TrainState` (at the top of the saved tree or inside it) the ``params`` are
+        returned and the rest (the optimizer state, which a new optimizer does not need)
+        is dropped; a checkpoint of parameters alone (``save(params, step=...)``) is
+        returned whole. The files are checked against the checkpoint's manifest first.
+
+        Args:
+          like: the parameters' expected tree, shapes and dtypes (e.g. ``model.init``'s);
+            the result is checked against it and comes back in its containers. None
+            returns them in the saved structure (dicts and lists, as saved).
+          step: which checkpoint; the newest when None.
+
+        Raises:
+          FileNotFoundError: when the directory holds no checkpoint.
+          ValueError: when the checkpoint's parameters differ from ``like`` in structure,
+            shape or dtype, or it holds several train states.
+          CheckpointError: when the checkpoint is damaged (nothing is moved aside here).
+        """
+        step = self.latest_step() if step is None else step
+        if step is None:
+            raise FileNotFoundError(f"no checkpoint to read parameters from in {self.directory}.")
+        device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+        step_dir = Path(self.directory) / str(step)
+        damaged = manifest_problems(step_dir)
+        if damaged:
+            raise CheckpointError(f"step {step} fails verification ({step_dir}): {damaged}")
+        try:
+            saved_layout = self.manager.item_metadata(step)
+        except Exception as error:  # orbax raises many kinds; the files match their manifest
+            raise _unreadable(step, step_dir, error) from error
+        abstract = jax.tree.map(
+            lambda m: jax.ShapeDtypeStruct(tuple(m.shape), m.dtype, sharding=device),
+            _plain_layout(saved_layout))
+        params = _params_of(self._read_verified(abstract, step), step)
+        if like is None:
+            return params
+        problems = _tree_problems(like, params) if jax.tree.structure(like) == \
+            jax.tree.structure(params) else [_layout_mismatch(like, params) or
+                                            f"tree structure {jax.tree.structure(params)}, "
+                                            f"expected {jax.tree.structure(like)}"]
+        if problems:
+            raise ValueError(
+                f"the parameters saved at step {step} in {self.directory} are not those of "
+                f"`like`: {'; '.join(problems[:3])}. Build `like` with the saved model's "
+                "settings (Checkpointer.saved_model)."
+            )
+        return jax.tree.unflatten(jax.tree.structure(like), jax.tree.leaves(params))
 
     def restore(self, like: Any, step: int | None = None) -> Any:
         """Restores a checkpoint into ``like``'s structure, verified.
@@ -295,6 +378,16 @@ class Checkpointer:
             saved_layout = self.manager.item_metadata(step)
         except Exception as error:  # orbax raises many kinds; the files match their manifest
             raise _unreadable(step, step_dir, error) from error
+        other_optimizer = _optimizer_mismatch(abstract, saved_layout)
+        if other_optimizer:
+            raise ValueError(
+                f"the checkpoint of step {step} in {self.directory} holds the same parameters "
+                f"as the state to restore into, but another optimizer state: {other_optimizer}."
+                " It was saved with another optimizer (or other optimizer settings). Restore "
+                "into a state created with the saved run's optimizer, or read the parameters "
+                "alone, Checkpointer.restore_params(like=state.params), and create a new train "
+                "state from them."
+            )
         other_model = _layout_mismatch(abstract, saved_layout)
         if other_model:
             # The caller's state is wrong, not the checkpoint: nothing is moved aside.
@@ -303,6 +396,12 @@ class Checkpointer:
                 f"the state to restore into: {other_model}. Restore into a state built with "
                 "the saved run's settings."
             )
+        return _from_saveable(like, self._read_verified(abstract, step))
+
+    def _read_verified(self, abstract: Any, step: int) -> Any:
+        """The arrays of ``step`` read into ``abstract``, their structure, shapes and dtypes
+        checked (the caller has checked the files against the manifest)."""
+        step_dir = Path(self.directory) / str(step)
         try:
             restored = self.manager.restore(step, args=ocp.args.StandardRestore(abstract))
         except Exception as error:  # orbax and tensorstore raise many kinds
@@ -313,7 +412,7 @@ class Checkpointer:
                 f"step {step} fails verification ({step_dir}): " + "; ".join(problems[:5])
                 + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
             )
-        return _from_saveable(like, restored)
+        return restored
 
     def _move_aside(self, step: int) -> Path:
         aside = self.aside_directory / f"{step}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -374,10 +473,89 @@ def _layout_mismatch(expected: Any, saved: Any) -> str | None:
     want, got = layout(jax.tree.leaves(expected)), layout(jax.tree.leaves(saved))
     if want == got:
         return None
-    only_saved = [x for x in got if x not in want][:3]
-    only_wanted = [x for x in want if x not in got][:3]
+    # Multiset differences: an optimizer's moments have the parameters' shapes, so a plain
+    # "not in" would call them expected and report "none".
+    only_saved = list((Counter(got) - Counter(want)).elements())[:3]
+    only_wanted = list((Counter(want) - Counter(got)).elements())[:3]
     return (f"{len(got)} saved arrays against {len(want)} expected; saved but not expected: "
             f"{only_saved or 'none'}; expected but not saved: {only_wanted or 'none'}")
+
+
+def _optimizer_mismatch(expected: Any, saved: Any) -> str | None:
+    """For a `TrainState`'s layout: how the optimizer states differ when the parameters
+    do not, or None."""
+    saved = getattr(saved, "tree", saved)  # orbax's tree metadata holds the plain tree
+    if not (isinstance(expected, Mapping) and set(expected) in _STATE_FIELDS
+            and isinstance(saved, Mapping) and set(saved) == set(expected)):
+        return None
+    if _layout_mismatch(expected["params"], saved["params"]):
+        return None
+    return _layout_mismatch(expected["opt_state"], saved["opt_state"])
+
+
+def _plain_layout(saved: Any) -> Any:
+    """orbax's tree metadata as plain dicts and lists, its leaves the arrays' metadata."""
+    saved = getattr(saved, "tree", saved)
+    if isinstance(saved, Mapping):
+        return {key: _plain_layout(value) for key, value in saved.items()}
+    if isinstance(saved, list | tuple):
+        return [_plain_layout(value) for value in saved]
+    return saved
+
+
+def _params_of(tree: Any, step: int) -> Any:
+    """The ``params`` of the one `TrainState` saved in ``tree``, or ``tree`` itself."""
+    found = []
+
+    def visit(node: Any) -> None:
+        if isinstance(node, Mapping):
+            if set(node) in _STATE_FIELDS:
+                found.append(node["params"])
+                return
+            for value in node.values():
+                visit(value)
+        elif isinstance(node, list | tuple):
+            for value in node:
+                visit(value)
+
+    visit(tree)
+    if len(found) > 1:
+        raise ValueError(f"the checkpoint of step {step} holds {len(found)} train states; "
+                         "restore it whole with Checkpointer.restore(like) and pick one.")
+    return found[0] if found else tree
+
+
+def load_model(directory: str | os.PathLike, step: int | None = None) -> tuple[Any, Any]:
+    """The model and its parameters, from a checkpoint folder alone.
+
+    Args:
+      directory: a `Checkpointer`'s directory, whose checkpoints were saved with
+        ``Checkpointer(..., model=...)``.
+      step: which checkpoint; the newest when None.
+
+    Returns:
+      ``(model, params)``: the cell or stack rebuilt from its saved configuration, and the
+      saved parameters (`Checkpointer.restore_params`: a `TrainState`'s ``params``, or the
+      whole tree of a checkpoint of parameters alone), in the saved structure.
+
+    Raises:
+      ValueError: when the checkpoint holds no model configuration.
+    """
+    checkpointer = Checkpointer(directory, save_every=1)
+    try:
+        step = checkpointer.latest_step() if step is None else step
+        if step is None:
+            raise FileNotFoundError(f"no checkpoint in {os.path.abspath(directory)}.")
+        model = checkpointer.saved_model(step)
+        if model is None:
+            raise ValueError(
+                f"the checkpoint of step {step} in {os.path.abspath(directory)} holds no model "
+                "configuration: save with Checkpointer(..., model=the cell or stack), or build "
+                "the model yourself and use Checkpointer.restore_params."
+            )
+        return model, checkpointer.restore_params(step=step)
+    finally:
+        checkpointer.close()
 
 
 def _tree_problems(expected: Any, restored: Any) -> list[str]:

@@ -30,8 +30,25 @@ class TrainState(NamedTuple):
 def create_train_state(
     params: Any, optimizer: optax.GradientTransformation, key: Array
 ) -> TrainState:
-    """A `TrainState` at step 0 with ``optimizer.init(params)``."""
-    return TrainState(params, optimizer.init(params), jax.numpy.zeros((), jax.numpy.int32), key)
+    """A `TrainState` at step 0 with ``optimizer.init(params)``.
+
+    The state holds copies of ``params``' JAX arrays and of ``key``, made here once: the
+    jitted train steps donate the state passed to them (`make_train_step`), and donation
+    would otherwise delete the caller's own arrays. The optimizer state is initialised on
+    the copies, so nothing in the state shares a buffer with what the caller holds.
+    """
+    params = _copy_arrays(params)
+    return TrainState(params, optimizer.init(params), jax.numpy.zeros((), jax.numpy.int32),
+                      _copy_arrays(key))
+
+
+def _copy_arrays(tree: Any) -> Any:
+    """``tree`` with every JAX array copied into a buffer of its own (same sharding).
+
+    NumPy arrays and Python numbers are left as they are: jit copies them to the device
+    at every call, so donation never touches the caller's.
+    """
+    return jax.tree.map(lambda x: x.copy() if isinstance(x, jax.Array) else x, tree)
 
 
 def step_key(state: TrainState) -> Array:

@@ -7,12 +7,13 @@ the step (dropout); ``batch`` is any pytree of arrays.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
 import optax
 
+from seqnets.cells.base import describe_tree
 from seqnets.training.state import TrainState, apply_gradients, step_key
 from seqnets.types import Array
 
@@ -65,8 +66,19 @@ def train_step_fn(
       The step. ``metrics`` holds the loss function's metrics plus ``loss`` and ``grad_norm``.
     """
 
+    def checked_loss(params: Any, batch: Any, key: Array) -> tuple[Array, dict[str, Array]]:
+        out = loss_fn(params, batch, key)
+        if not (isinstance(out, tuple) and len(out) == 2 and isinstance(out[1], Mapping)):
+            got = (f"(loss, {describe_tree(out[1])})" if isinstance(out, tuple) and len(out) == 2
+                   else describe_tree(out))
+            raise ValueError(
+                "the loss function must return (loss, metrics), metrics a dict of scalars; it "
+                f"returned {got}. With no metrics, return (loss, {{}})."
+            )
+        return out
+
     def step(state: TrainState, batch: Any) -> tuple[TrainState, dict[str, Array]]:
-        (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+        (loss, metrics), grads = jax.value_and_grad(checked_loss, has_aux=True)(
             state.params, batch, step_key(state)
         )
         return gradient_update(state, optimizer, loss, grads, metrics, reduce)
@@ -82,7 +94,13 @@ def make_train_step(
 ) -> Callable[[TrainState, Any], tuple[TrainState, dict[str, Array]]]:
     """`train_step_fn` under ``jax.jit``, donating the input state's buffers.
 
-    With ``donate=True`` the state passed in is consumed: keep only the returned one.
+    What is donated: with ``donate=True`` (the default), every buffer of the `TrainState`
+    passed in (parameters, optimizer state, step, key) is handed to XLA to hold the new
+    state, so the old state is consumed: keep only the returned one. The batch is never
+    donated. A state from `create_train_state` holds its own copies of your parameters
+    and key, so the arrays you passed it stay usable; a `TrainState` you assemble
+    yourself from arrays you still need should go through `create_train_state`, or use
+    ``donate=False`` (the step then keeps two states alive at once).
     """
     return jax.jit(train_step_fn(loss_fn, optimizer), donate_argnums=(0,) if donate else ())
 

@@ -18,13 +18,14 @@ arrays.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import optax
 
+from seqnets.cells.base import describe_tree
 from seqnets.training.state import TrainState, step_key
 from seqnets.training.step import gradient_update
 from seqnets.types import Array, Carry
@@ -70,13 +71,32 @@ def stream_resets(batch: int, time: int) -> Array:
 def truncated(loss_fn: TBPTTLossFn) -> TBPTTLossFn:
     """``loss_fn`` with ``lax.stop_gradient`` on the incoming carry: the loss of one window.
 
-    Its gradient never reaches earlier windows, whatever differentiates it.
+    Its gradient never reaches earlier windows, whatever differentiates it. What
+    ``loss_fn`` returns is checked where it is traced: ``(loss, (carry, metrics))``.
     """
 
     def window_loss(params: Any, carry: Carry, window_batch: Any, key: Array):
-        return loss_fn(params, jax.lax.stop_gradient(carry), window_batch, key)
+        out = loss_fn(params, jax.lax.stop_gradient(carry), window_batch, key)
+        check_tbptt_output(out)
+        return out
 
     return window_loss
+
+
+def check_tbptt_output(out: Any) -> None:
+    """ValueError unless ``out`` is ``(loss, (carry, metrics))`` with ``metrics`` a dict."""
+    if (isinstance(out, tuple) and len(out) == 2 and isinstance(out[1], tuple)
+            and len(out[1]) == 2 and isinstance(out[1][1], Mapping)):
+        return
+    if isinstance(out, tuple) and len(out) == 2:
+        got = f"(loss, {describe_tree(out[1])})"
+    else:
+        got = describe_tree(out)
+    raise ValueError(
+        "the TBPTT loss function must return (loss, (carry, metrics)): the window's final "
+        f"carry and a dict of metrics; it returned {got}. With no metrics, return "
+        "(loss, (carry, {}))."
+    )
 
 
 def _window_update(

@@ -42,8 +42,11 @@ FAMILY = "delta_rule"
 # sequential 47; T = 64 chunked 6.5, sequential 66; T = 2,048 chunked 3.4x faster.
 AUTO_CHUNKED_FROM = 32
 
-registry.register(FAMILY, "sequential", sequential.sequential, dtypes=["float32"])
-registry.register(FAMILY, "chunked", chunked.chunked, dtypes=["float32"])
+# The public function below takes float32; the cells (`seqnets.cells.matrix`) also run
+# the kernels in float64 under JAX's 64-bit mode (their state dtype), for gradient checks.
+DTYPES = ["float32", "float64"]
+registry.register(FAMILY, "sequential", sequential.sequential, dtypes=DTYPES)
+registry.register(FAMILY, "chunked", chunked.chunked, dtypes=DTYPES)
 registry.register_auto(
     FAMILY, lambda p: "chunked" if p.time >= AUTO_CHUNKED_FROM else "sequential")
 

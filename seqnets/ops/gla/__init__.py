@@ -39,9 +39,12 @@ FAMILY = "gla"
 # fastest with either decay.
 AUTO_PARALLEL_UPTO = 16
 
-registry.register(FAMILY, "sequential", sequential.sequential, dtypes=["float32"])
-registry.register(FAMILY, "chunked", chunked.chunked, dtypes=["float32"])
-registry.register(FAMILY, "parallel", parallel.parallel, dtypes=["float32"])
+# The public function below takes float32; the cells (`seqnets.cells.matrix`) also run
+# the kernels in float64 under JAX's 64-bit mode (their state dtype), for gradient checks.
+DTYPES = ["float32", "float64"]
+registry.register(FAMILY, "sequential", sequential.sequential, dtypes=DTYPES)
+registry.register(FAMILY, "chunked", chunked.chunked, dtypes=DTYPES)
+registry.register(FAMILY, "parallel", parallel.parallel, dtypes=DTYPES)
 
 
 def _auto(p: registry.Problem) -> str:

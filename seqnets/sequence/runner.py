@@ -24,20 +24,22 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 
 from seqnets.backend import resolve_hoist
-from seqnets.cells.base import Cell, check_carry, check_positive_int, project_checked
+from seqnets.cells.base import Cell, Linear, check_carry, check_positive_int, project_checked
 from seqnets.ops import masks, registry
 from seqnets.ops.masks import Steps
 from seqnets.ops.registry import ScanMode
 from seqnets.types import Array, Carry, Params
 from seqnets.varying import vary_like
 
-# The whole sequence (or one checkpointed block): (carry, xs, steps) -> (carry, ys).
-Run = Callable[[Carry, Array, Steps], tuple[Carry, Array]]
+# The whole sequence (or one checkpointed block): (carry, xs, steps) -> (carry, outputs),
+# outputs ys or, for return_all_carries, (ys, carries), each leaf (time, batch, ...).
+Run = Callable[[Carry, Array, Steps], tuple[Carry, Any]]
 
 
 def scan(
@@ -55,7 +57,8 @@ def scan(
     mode: str | ScanMode = "auto",
     chunk_size: int | None = None,
     checkpoint: int | None = None,
-) -> tuple[Carry, Array]:
+    return_all_carries: bool = False,
+) -> tuple[Carry, Array] | tuple[Carry, Array, Carry]:
     """Runs ``cell`` over the time axis of ``xs``.
 
     Args:
@@ -98,17 +101,26 @@ def scan(
         training step stores ``O(time / k)`` carries and one block's intermediates
         instead of every step's. Works with every cell and mode; the gradients are the
         same. ``time`` need not be a multiple of ``k``.
+      return_all_carries: also return the carry after every step (Haiku's
+        ``return_all_states``), e.g. the LSTM's ``c_t``. The diagonal family reads them
+        from its kernel in any mode; other families with a ``recurrence`` then run
+        their step once per time step (mode ``"auto"`` or ``"sequential"`` only).
 
     Returns:
       ``(carry, ys)``: the final carry, same structure as the initial one, and the
       outputs ``ys``, ``(batch, time, hidden)`` (``(time, batch, hidden)`` if
-      ``time_major``).
+      ``time_major``). With ``return_all_carries``, ``(carry, ys, carries)``: the carry's
+      structure with each leaf ``(batch, time, ...)`` (``(time, batch, ...)`` if
+      ``time_major``), the carry after each step in the original time order (for
+      ``reverse``, after the step that processed that position), zeros at padded steps
+      as ``ys``.
 
     Raises:
       ValueError: when ``xs`` is not rank 3, its last axis does not match the parameters,
         the carry does not match the batch, ``lengths``/``resets`` have the wrong shape,
         dtype or (when concrete) values, ``mode`` is unknown or the cell's family has no
-        such kernel, or ``chunk_size``/``checkpoint`` is not a positive int.
+        such kernel, or ``chunk_size``/``checkpoint`` is not a positive int; when the
+        cell's outputs are not ``cell.hidden_size`` wide.
     """
     xs = _check_xs(xs, time_major)
     # Abstract evaluation only: lets the cell reject the input in the caller's own layout.
@@ -141,17 +153,28 @@ def scan(
     # Inside shard_map the inputs vary across devices: the carry must vary the same way,
     # and the parameters are cast once here rather than at every use inside the loop.
     carry, initial, params = vary_like((carry, initial, params), xs)
-    kernel = _kernel(cell, mode, initial, time, batch)
+    # Per-step carries: the diagonal family's kernels compute every state anyway; any
+    # other family with a recurrence runs its step once per time step.
+    step_by_step = (return_all_carries and cell.recurrence is not None
+                    and not isinstance(cell.recurrence, Linear))
+    if step_by_step:
+        _check_step_by_step(cell, mode)
+        kernel = _kernel(cell, "sequential", initial, time, batch, family="nonlinear")
+    else:
+        kernel = _kernel(cell, mode, initial, time, batch)
+    by_kernel = cell.recurrence is not None and not step_by_step
 
-    def run(carry: Carry, xs: Array, steps: Steps) -> tuple[Carry, Array]:
-        if cell.recurrence is not None:
+    def run(carry: Carry, xs: Array, steps: Steps) -> tuple[Carry, Any]:
+        if by_kernel:
             return cell.recurrence.run(kernel, params, cell.project(params, xs), carry, steps,
-                                       chunk_size=chunk_size, unroll=unroll)
+                                       chunk_size=chunk_size, unroll=unroll,
+                                       **({"all_carries": True} if return_all_carries else {}))
         if hoist:
             xs = cell.project(params, xs)
 
-        def step(carry: Carry, x_t: Array) -> tuple[Carry, Array]:
-            return cell.step(params, carry, x_t if hoist else cell.project(params, x_t))
+        def step(carry: Carry, x_t: Array) -> tuple[Carry, Any]:
+            carry, y = cell.step(params, carry, x_t if hoist else cell.project(params, x_t))
+            return carry, ((y, carry) if return_all_carries else y)
 
         ys, carry = kernel(step, carry, xs, initial=initial, valid=steps.valid,
                            reset=steps.reset, unroll=unroll)
@@ -159,18 +182,43 @@ def scan(
 
     steps = Steps(valid, reset)
     if block is None:
-        carry, ys = run(carry, xs, steps)
+        carry, outputs = run(carry, xs, steps)
     else:
-        carry, ys = _checkpointed(run, carry, xs, steps, block)
-    ys = masks.zero_padded(ys, valid)
+        carry, outputs = _checkpointed(run, carry, xs, steps, block)
+    _check_output_width(cell, outputs[0] if return_all_carries else outputs)
+    outputs = jax.tree.map(lambda v: masks.zero_padded(v, valid), outputs)
     if reverse:
-        ys = masks.flip(ys, lengths)
-    return carry, (ys if time_major else jnp.swapaxes(ys, 0, 1))
+        outputs = jax.tree.map(lambda v: masks.flip(v, lengths), outputs)
+    if not time_major:
+        outputs = jax.tree.map(lambda v: jnp.swapaxes(v, 0, 1), outputs)
+    return (carry, *outputs) if return_all_carries else (carry, outputs)
 
 
-def _kernel(cell: Cell, mode: str | ScanMode, initial: Carry, time: int, batch: int):
-    """The kernel `seqnets.ops.registry` picks for ``cell``'s family and this run."""
-    family = cell.family
+def _check_output_width(cell: Cell, ys: Array) -> None:
+    """The outputs' width against the cell's declared ``hidden_size`` (trace time, free)."""
+    if ys.shape[-1] != cell.hidden_size:
+        raise ValueError(
+            f"seqnets.scan: the {cell.name!r} cell declares hidden_size={cell.hidden_size}, but "
+            f"its step returns outputs of width {ys.shape[-1]}. Build it with "
+            f"hidden_size={ys.shape[-1]}: stacks and heads size themselves from hidden_size."
+        )
+
+
+def _check_step_by_step(cell: Cell, mode: str | ScanMode) -> None:
+    name = mode.value if isinstance(mode, ScanMode) else mode
+    if name not in ("auto", "sequential"):
+        raise ValueError(
+            f"seqnets.scan: return_all_carries runs the {cell.name!r} cell ({cell.family!r} "
+            f"family) one step at a time, which is mode 'sequential'; got mode={name!r}. Pass "
+            "mode='auto' or 'sequential', or drop return_all_carries."
+        )
+
+
+def _kernel(cell: Cell, mode: str | ScanMode, initial: Carry, time: int, batch: int,
+            family: str | None = None):
+    """The kernel `seqnets.ops.registry` picks for ``cell``'s family (or ``family``) and
+    this run."""
+    family = cell.family if family is None else family
     name = mode.value if isinstance(mode, ScanMode) else mode
     if name in registry.MODES and name not in registry.modes(family):
         if cell.recurrence is None:
@@ -213,12 +261,12 @@ def _checkpointed(run: Run, carry: Carry, xs: Array, steps: Steps,
         xs, steps = extend(xs), Steps(extend(valid),
                                       None if steps.reset is None else extend(steps.reset))
 
-    def run_block(carry: Carry, inputs: tuple[Array, Steps]) -> tuple[Carry, Array]:
+    def run_block(carry: Carry, inputs: tuple[Array, Steps]) -> tuple[Carry, Any]:
         return run(carry, *inputs)
 
     blocked = jax.tree.map(lambda v: v.reshape(blocks, block, *v.shape[1:]), (xs, steps))
-    carry, ys = jax.lax.scan(jax.checkpoint(run_block), carry, blocked)
-    return carry, ys.reshape(blocks * block, *ys.shape[2:])[:time]
+    carry, outputs = jax.lax.scan(jax.checkpoint(run_block), carry, blocked)
+    return carry, jax.tree.map(lambda v: v.reshape(blocks * block, *v.shape[2:])[:time], outputs)
 
 
 def _check_checkpoint(checkpoint: int) -> int:
