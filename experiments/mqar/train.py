@@ -78,19 +78,20 @@ def plot(runs: list[dict], path: Path) -> None:
     """Accuracy against pairs, one line per cell, one panel per sequence length."""
     plt = reporting.pyplot()
     lengths = sorted({r["seq_len"] for r in runs})
-    fig, axes = plt.subplots(1, len(lengths), figsize=(4.5 * len(lengths), 4), squeeze=False)
+    fig, axes = plt.subplots(1, len(lengths), figsize=(4.5 * len(lengths) + 1.5, 4),
+                             squeeze=False)
     for ax, length in zip(axes[0], lengths, strict=True):
         for cell in dict.fromkeys(r["cell"] for r in runs):
             pts = sorted((r["pairs"], r["accuracy"]) for r in runs
                          if r["cell"] == cell and r["seq_len"] == length)
-            style = "-" if runs and FAMILIES[cell] == "delta rule" else "--"
+            style = "-" if FAMILIES[cell] == "delta rule" else "--"
             ax.plot([p for p, _ in pts], [100 * a for _, a in pts], style, marker="o",
                     label=cell)
         ax.set_xscale("log", base=2)
         ax.set(title=f"sequence length {length}", xlabel="key-value pairs",
                ylabel="query accuracy (%)", ylim=(0, 102))
         ax.grid(alpha=0.3)
-    axes[0][-1].legend(fontsize=7, loc="lower left")
+    axes[0][-1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
     fig.tight_layout()
     reporting.save_figure(fig, path)
 
