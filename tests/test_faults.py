@@ -110,6 +110,24 @@ def test_array_checksums_catch_a_flipped_bit_orbax_reads_back(tmp_path, straight
     assert [p.name.split("-")[0] for p in (workdir / "checkpoints.corrupt").iterdir()] == ["46"]
 
 
+def test_a_kill_before_the_first_manifest_does_not_lose_the_run(tmp_path, caplog):
+    """A kill between orbax's commit and the manifest of the only checkpoint (seen once in
+    test_killed_run_resumes_to_the_same_parameters): the step is restored, with a warning
+    that its bytes could not be checked, rather than refused as damaged."""
+    params = {"w": jnp.arange(6.0).reshape(2, 3), "b": jnp.ones(3)}
+    ckpt = Checkpointer(tmp_path / "checkpoints", save_every=1)
+    ckpt.save(params, step=5)
+    ckpt.close()
+    (tmp_path / "checkpoints" / "5" / MANIFEST_FILE).unlink()
+    ckpt = Checkpointer(tmp_path / "checkpoints", save_every=1)
+    with caplog.at_level("WARNING", logger="seqnets.training.checkpoint"):
+        restored = ckpt.restore(jax.tree.map(jnp.zeros_like, params))
+    ckpt.close()
+    chex.assert_trees_all_equal(restored, params)
+    assert "has no manifest" in caplog.text and "could not be checked" in caplog.text
+    assert not (tmp_path / "checkpoints.corrupt").exists()
+
+
 def test_no_intact_checkpoint_exits_nonzero_and_never_starts_afresh(tmp_path, straight):
     workdir = tmp_path / "run"
     shutil.copytree(straight[0], workdir)

@@ -38,9 +38,10 @@ NAMES = sorted(CELLS)
 
 
 def some_slow(*default):
-    """The cells, those not in ``default`` marked slow. The stack, TBPTT and shard_map
-    tests check the contract around the carry, which every cell builds alike
-    (`seqnets.cells.matrix`): one cell of each family runs by default."""
+    """The cells, those not in ``default`` marked slow. The stack, TBPTT, shard_map,
+    handoff and gradient tests check the contract around the carry and the kernels' shared
+    backward pass, which every cell builds alike (`seqnets.cells.matrix`): one or two
+    cells run by default."""
     return [n if n in default else pytest.param(n, marks=pytest.mark.slow) for n in NAMES]
 
 
@@ -252,7 +253,9 @@ def test_an_empty_sequence_leaves_the_carry():
     close(got_carry, carry, atol=0, rtol=0)
 
 
-@pytest.mark.parametrize("name", NAMES)
+# DeltaNet is Gated DeltaNet without the gate (the same kernel, the same layer shape): it
+# runs with -m slow.
+@pytest.mark.parametrize("name", some_slow("gated_delta_net", "gla", "mamba2"))
 def test_every_mode_equals_the_reference_with_carry_lengths_resets_and_reverse(name):
     """Outputs and final carry of every kernel mode against the reference, NaN padding
     never reaching them; the chunked mode with ``checkpoint=8`` (a block of two chunks of
@@ -287,7 +290,7 @@ def test_every_mode_reversed_and_the_step_forward(name):
         close(run(cell, params, xs, carry, lengths, resets, mode, reverse=True), want)
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", some_slow("gated_delta_net", "mamba2"))
 def test_carry_handoff(name):
     """Two windows, the carry handed on, equal one sequence of both (the reference)."""
     cell, params, xs, carry, _, _ = inputs(name)
@@ -320,7 +323,7 @@ def gradients(name, mode, checkpoint):
 GRAD_TOL = 10 * ATOL
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", some_slow("gated_delta_net", "mamba2"))
 def test_gradients_equal_the_reference_slopes_with_checkpointing_and_nan_padding(name):
     """The chunked kernel's gradients with ``checkpoint=8`` w.r.t. every parameter, the
     inputs and the carry, with lengths, resets and NaN at the padded inputs: finite,

@@ -510,6 +510,7 @@ def shard_map_matches_one_device(model):
     close(jax.device_get(many.params), jax.device_get(one.params))
 
 
+@pytest.mark.slow  # the runner's shard_map contract runs by default in test_matrix_cells
 def test_the_slstm_block_with_defaults_under_shard_map_matches_one_device():
     """Defaults from the width alone (32). The block runs the sLSTM's loop itself and builds
     its resets' zero state from the carry (varying under shard_map); the other cells run

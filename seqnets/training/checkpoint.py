@@ -17,8 +17,10 @@ SHA-256 is written into it (`MANIFEST_FILE`). Restoring checks the files against
 manifest before orbax reads them, then the restored tree's structure, shapes and dtypes,
 so that a truncated file, overwritten bytes and a flipped bit (which orbax itself reads
 back without complaint, as other numbers) are caught, and the damaged file is named. A
-checkpoint without a manifest cannot be verified and is treated as damaged (a save cut
-short between orbax's commit and the manifest: only a second signal or a kill can do it).
+checkpoint without a manifest (a save cut short between orbax's commit and the manifest:
+only a second signal or a kill can do it) cannot be verified: it is moved aside like a
+damaged one when an older checkpoint is intact, and restored with a warning when it is
+the only one orbax can read whole (orbax's commit is atomic; the run is not lost).
 `Checkpointer.restore` falls back from a damaged checkpoint to the newest intact one and
 moves the damaged one aside (it never deletes a checkpoint), logging a warning for each
 (logger ``seqnets.training.checkpoint``).
@@ -55,7 +57,7 @@ import orbax.checkpoint as ocp
 
 from seqnets.cells.config import from_config, to_config
 from seqnets.training.checkpoint_files import (
-    MANIFEST_FILE,  # noqa: F401 - the name of the manifest, for users of this module
+    MANIFEST_FILE,
     manifest_problems,
     os_error,
     refusal,
@@ -347,21 +349,46 @@ class Checkpointer:
             )
         if not steps:
             raise FileNotFoundError(f"no checkpoint to resume from in {self.directory}.")
-        failures = []
+        failures, unverified = [], []
         for candidate in reversed(steps):
+            if not (Path(self.directory) / str(candidate) / MANIFEST_FILE).exists():
+                unverified.append(candidate)  # moved aside only if an older one restores
+                continue
             try:
-                return self._restore_verified(like, candidate)
+                restored = self._restore_verified(like, candidate)
             except CheckpointError as error:
                 aside = self._move_aside(candidate)
                 failures.append(f"step {candidate} ({error}; moved to {aside})")
                 logger.warning("checkpoint %s; moved it to %s; trying an older one", error, aside)
+                continue
+            for newer in unverified:
+                aside = self._move_aside(newer)
+                logger.warning("checkpoint step %s has no manifest of its files, so its bytes "
+                               "cannot be checked; moved it to %s and restored step %s",
+                               newer, aside, candidate)
+            return restored
+        # Only steps whose manifest is missing: a save cut short (a kill) between orbax's
+        # commit, which is atomic, and the manifest. Rather than lose the run, the newest
+        # that orbax restores whole is used, with a warning.
+        for candidate in unverified:
+            try:
+                restored = self._restore_verified(like, candidate, check_files=False)
+            except CheckpointError as error:
+                aside = self._move_aside(candidate)
+                failures.append(f"step {candidate} ({error}; moved to {aside})")
+                continue
+            logger.warning("checkpoint step %s has no manifest of its files (its save was cut "
+                           "short after orbax's commit), so its bytes could not be checked; "
+                           "it is the only checkpoint orbax restores whole, so it was used",
+                           candidate)
+            return restored
         raise CheckpointError(
             f"no intact checkpoint in {self.directory}: " + "; ".join(failures)
             + ". Nothing was restored and nothing was deleted; start afresh in another "
             "directory, or move a checkpoint back once repaired."
         )
 
-    def _restore_verified(self, like: Any, step: int) -> Any:
+    def _restore_verified(self, like: Any, step: int, check_files: bool = True) -> Any:
         step_dir = Path(self.directory) / str(step)
         expected = _to_saveable(like)
         # An explicit one-device target: without it orbax refuses a checkpoint saved under
@@ -371,7 +398,7 @@ class Checkpointer:
         abstract = jax.tree.map(
             lambda x: jax.ShapeDtypeStruct(np.shape(x), x.dtype, sharding=device), expected
         )
-        damaged = manifest_problems(step_dir)
+        damaged = manifest_problems(step_dir) if check_files else None
         if damaged:
             raise CheckpointError(f"step {step} fails verification ({step_dir}): {damaged}")
         try:
