@@ -19,49 +19,21 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
-import sys
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
-import optax
 
 import seqnets as sn
-from benchmarks.harness import Competitor, Workload, classifier_data, measure, write_report
-from benchmarks.runners import JaxStep
+from benchmarks import cell_steps
+from benchmarks.harness import Competitor, Workload, measure, write_report
 from seqnets.ops import registry
-from seqnets.training import create_train_state, make_train_step, softmax_cross_entropy
 
 RESULTS = Path(__file__).resolve().parent / "results" / "matrix_cells"
 CELLS: dict[str, Callable[[int], sn.Cell]] = {
     "delta_net": sn.delta_net, "gated_delta_net": sn.gated_delta_net, "gla": sn.gla,
     "mamba2": sn.mamba2}
 BASELINES: dict[str, Callable[[int], sn.Cell]] = {"lstm": sn.lstm, "min_gru": sn.min_gru}
-LSTM = "lstm"  # every ratio divides by the LSTM's step time
-NUM_CLASSES = 10
-
-
-def classifier_step(w: Workload, cell: sn.Cell, mode: str = "auto") -> JaxStep:
-    """One layer of ``cell`` and a linear head on the last output, Adam 1e-3, on
-    ``classifier_data(w)``."""
-    model = sn.stack(cell)
-    k_rnn, k_head = jax.random.split(jax.random.key(0))
-    params = {"rnn": model.init(k_rnn, w.inputs),
-              "w": jax.random.normal(k_head, (w.hidden, NUM_CLASSES)) * w.hidden ** -0.5,
-              "b": jnp.zeros((NUM_CLASSES,))}
-
-    def loss_fn(params, batch, key):
-        x, y = batch
-        _, ys = model.apply(params["rnn"], x, mode=mode)
-        return softmax_cross_entropy(ys[:, -1] @ params["w"] + params["b"], y), {}
-
-    optimizer = optax.adam(1e-3)
-    state = create_train_state(params, optimizer, jax.random.key(1))
-    batch = tuple(map(jnp.asarray, classifier_data(w)))
-    return JaxStep(make_train_step(loss_fn, optimizer), state, batch)
 
 
 def competitors(w: Workload, cells: Sequence[str], modes: Sequence[str]) -> list[Competitor]:
@@ -72,10 +44,10 @@ def competitors(w: Workload, cells: Sequence[str], modes: Sequence[str]) -> list
         for mode in modes:
             if mode in registry.modes(family):
                 found.append(Competitor(f"{name} {mode}", f"{name} {mode}",
-                                        lambda w, n=name, m=mode: classifier_step(
+                                        lambda w, n=name, m=mode: cell_steps.classifier_step(
                                             w, CELLS[n](w.hidden), m)))
-    return found + [Competitor(n, n, lambda w, n=n: classifier_step(w, BASELINES[n](w.hidden)))
-                    for n in BASELINES]
+    return found + [Competitor(n, n, lambda w, n=n: cell_steps.classifier_step(
+        w, BASELINES[n](w.hidden))) for n in BASELINES]
 
 
 def describe(w: Workload, cells: Sequence[str]) -> dict[str, str]:
@@ -89,23 +61,9 @@ def describe(w: Workload, cells: Sequence[str]) -> dict[str, str]:
 
 
 def markdown(report: dict) -> str:
-    w = report["workload"]
-    lines = [f"Measured {report['date']} on {report['machine']}, jax {report['jax']}; load "
-             f"average {report['load'][0]:.2f} at the start, {report['load'][1]:.2f} at the "
-             f"end. Command: `{report['command']}`.", "",
-             f"Train step (forward, backward, Adam) of one layer, B {w['batch']}, T "
-             f"{w['time']:,}, width {w['hidden']}, inputs {w['inputs']}; x LSTM is the LSTM's "
-             "step time over this one's.", "",
-             "| competitor | examples/s | x LSTM | ms per step | peak memory (MiB) |",
-             "|---|---|---|---|---|"]
-    for name, row in report["rows"].items():
-        peak = row["peak_bytes"]
-        lines.append(f"| {name} | {row['per_second']:,.1f} | {row['x_lstm']:.2f} | "
-                     f"{row['median_call_seconds'] * 1e3:,.1f} | "
-                     f"{'-' if peak is None else f'{peak / 2**20:,.1f}'} |")
-    lines += ["", "Cells at this width: " + "; ".join(
-        f"{n}: {d}" for n, d in report["cells"].items()) + "."]
-    return "\n".join(lines) + "\n"
+    """The report's table, and each cell's heads and state at this width."""
+    return cell_steps.markdown(report, footer="Cells at this width: " + "; ".join(
+        f"{n}: {d}" for n, d in report["cells"].items()) + ".")
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
@@ -125,18 +83,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     rows, skipped = measure(w, competitors(w, args.cells, args.modes), args.rounds, args.calls,
                             memory=True)
     load.append(os.getloadavg()[0])
-    lstm = rows[LSTM].median_call_seconds
-    report = {
-        "date": time.strftime("%Y-%m-%d"), "jax": jax.__version__,
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {jax.default_backend()}",
-        "load": load, "command": " ".join(["python -m benchmarks.matrix_cells",
-                                            *(sys.argv[1:] if argv is None else argv)]),
-        "workload": {"batch": w.batch, "time": w.time, "hidden": w.hidden, "inputs": w.inputs},
-        "cells": describe(w, args.cells), "skipped": skipped,
-        "rows": {name: {"per_second": r.per_second, "median_call_seconds": r.median_call_seconds,
-                        "x_lstm": lstm / r.median_call_seconds, "peak_bytes": r.peak_bytes,
-                        "calls": r.calls} for name, r in rows.items()},
-    }
+    report = cell_steps.report("benchmarks.matrix_cells", argv, w, rows, skipped, load,
+                               cells=describe(w, args.cells))
     write_report(args.out, report, markdown(report))
     print(markdown(report))
     return report

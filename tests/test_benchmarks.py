@@ -171,7 +171,7 @@ def test_the_stored_results_render(monkeypatch):
         assert rr.to_markdown(report) + "\n" == (folder / "latest.md").read_text()
 
 
-@pytest.mark.slow  # 28 s of compiling six train steps; the xLSTM cells' benchmark test is its twin
+@pytest.mark.slow  # 28 s of compiling six train steps; test_xlstm_benchmark runs benchmarks.cell_steps
 def test_matrix_cells_runs_at_tiny_shapes(tmp_path):
     """benchmarks/matrix_cells.py: every cell and baseline trains, with a memory figure,
     and the report is written as the docs include it."""
