@@ -36,9 +36,8 @@ from typing import Any, NamedTuple, TypeVar
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from seqnets.cells.config import Config, constructor_name, register_constructor
+from seqnets.cells.config import Config, as_dtype, constructor_name, register_constructor
 from seqnets.cells.dtypes import (  # noqa: F401  (flat_matmul: re-exported)
     Precision,
     check_x64,
@@ -231,7 +230,7 @@ def cell_constructor(build: Callable[..., CellT]) -> Callable[..., CellT]:
             return (kind, *map(freeze, value))
         if isinstance(value, bool):
             return (type(value).__name__, value)
-        dtype = _dtype_of(value)
+        dtype = as_dtype(value)
         return ("dtype", dtype.name) if dtype is not None else value
 
     def hashable(value: Any) -> Any:
@@ -257,16 +256,6 @@ def cell_constructor(build: Callable[..., CellT]) -> Callable[..., CellT]:
 
     register_constructor(name, cached)
     return cached
-
-
-def _dtype_of(value: Any) -> np.dtype | None:
-    """``value`` as a NumPy dtype when it is a dtype or a scalar type (``jnp.float32``)."""
-    if isinstance(value, np.dtype):
-        return value
-    if isinstance(value, type) and (issubclass(value, np.generic)
-                                    or isinstance(getattr(value, "dtype", None), np.dtype)):
-        return np.dtype(getattr(value, "dtype", value))
-    return None
 
 
 def make_cell(

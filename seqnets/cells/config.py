@@ -144,7 +144,7 @@ def _encode(value: Any, where: str) -> Any:
         return to_config(value)
     if type(value) in (list, tuple):
         return [_encode(v, where) for v in value]
-    dtype = _as_dtype(value)
+    dtype = as_dtype(value)
     if dtype is not None:
         return {"dtype": dtype.name}
     if callable(value):
@@ -171,7 +171,7 @@ def _decode(value: Any) -> Any:
     return value
 
 
-def _as_dtype(value: Any) -> np.dtype | None:
+def as_dtype(value: Any) -> np.dtype | None:
     """``value`` as a NumPy dtype when it names one (``jnp.float32``, ``np.dtype``)."""
     if isinstance(value, np.dtype):
         return value
