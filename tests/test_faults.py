@@ -51,8 +51,10 @@ def flip_bit_in_largest_array_file(step_dir: Path) -> Path:
     return path
 
 
-# The flipped bit runs with -m slow: the two damages orbax itself meets are the default's.
-@pytest.mark.parametrize("damage", [overwrite_sharding, truncate_data_file,
+# The flipped bit and the overwritten sharding file run with -m slow; the truncated data file
+# runs by default.
+@pytest.mark.parametrize("damage", [pytest.param(overwrite_sharding, marks=pytest.mark.slow),
+                                    truncate_data_file,
                                     pytest.param(flip_bit_in_largest_array_file,
                                                  marks=pytest.mark.slow)])
 def test_resume_falls_back_from_a_damaged_newest_checkpoint(tmp_path, straight, damage):
@@ -149,6 +151,8 @@ def test_no_intact_checkpoint_exits_nonzero_and_never_starts_afresh(tmp_path, st
     assert (workdir / "metrics.jsonl").read_text() == metrics_before
 
 
+@pytest.mark.slow  # 44 s; the full disk runs by default in test_first_write_on_a_full_disk and
+# test_reliability's full disk after the last checkpoint
 def test_full_disk_gives_one_message_and_resume_continues(tmp_path, straight, mounts):
     """A 3,500 KB tmpfs holds three of these ~1 MB checkpoints (10, 20, 30); writing
     step 40 next to them fails. After the space is freed, --resume continues from 30."""

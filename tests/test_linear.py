@@ -42,6 +42,14 @@ def linear_name(request):
     return request.param
 
 
+# The gradient tests' long compilations: minGRU (real carry) and the LRU (complex) by
+# default, the other two with -m slow (the same diagonal kernels and runner).
+@pytest.fixture(params=[n if n in ("min_gru", "lru") else pytest.param(n, marks=pytest.mark.slow)
+                        for n in sorted(LINEAR_CELLS)])
+def gradient_linear_name(request):
+    return request.param
+
+
 def close(got, want, atol=ATOL, rtol=RTOL):
     chex.assert_trees_all_close(got, want, atol=atol, rtol=rtol)
 
@@ -270,7 +278,8 @@ def grad_of(cell, xs_shape, key=7):
                    static_argnames=("mode", "reverse"))
 
 
-def test_gradients_equal_in_every_mode(linear_name):
+def test_gradients_equal_in_every_mode(gradient_linear_name):
+    linear_name = gradient_linear_name
     """Gradients w.r.t. params, xs and the carry in (complex carry: JAX's convention, the
     same on both sides)."""
     cell, params, xs, carry = setup(linear_name, batch=2, time=10)
@@ -313,7 +322,8 @@ def test_lru_gradients_match_a_python_loop_in_real_arithmetic():
         close(grad(params, xs, mode), want, atol=1e-4)
 
 
-def test_padded_steps_get_exactly_zero_finite_gradients_with_nan_padding(linear_name):
+def test_padded_steps_get_exactly_zero_finite_gradients_with_nan_padding(gradient_linear_name):
+    linear_name = gradient_linear_name
     cell, params, xs, carry = setup(linear_name, batch=3, time=8)
     lengths = jnp.array([8, 5, 2])
     padded = jnp.arange(8)[None, :, None] >= lengths[:, None, None]

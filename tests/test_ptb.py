@@ -307,6 +307,7 @@ def test_tiny_run_writes_its_outputs_and_learns(tiny_run):
         "20", "40"]
 
 
+@pytest.mark.slow  # the SIGINT mid-epoch resume below checks the same equality by default
 def test_resume_after_a_stop_gives_identical_parameters(tiny_run, tmp_path, monkeypatch):
     """A SIGINT that lands as epoch 1's record is written: the run saves the epoch's
     checkpoint and stops there, and --resume starts epoch 2 as if nothing happened."""

@@ -254,6 +254,7 @@ def test_a_full_disk_after_the_last_checkpoint_leaves_no_partial_file(tmp_path, 
     assert results["test_accuracy"] == records(straight[0])[-1]["test_accuracy"]
 
 
+@pytest.mark.slow  # 18 s: a whole run in the current folder (a regression test of one path bug)
 def test_workdir_dot_overwrite_moves_only_the_runs_outputs(tmp_path, straight):
     """``--workdir . --overwrite`` once died with "PosixPath('.') has an empty name"."""
     workdir = tmp_path / "here"
