@@ -79,7 +79,9 @@ def lstm(
     p = precision(dtype, param_dtype, where="lstm")
 
     def init(key: Array, input_size: int) -> Params:
-        k_gates, k_proj = jax.random.split(key)
+        # Without a projection the key goes to the gates whole, as before proj_size
+        # existed: the same seed gives the same LSTM (and the documented results).
+        k_gates, k_proj = jax.random.split(key) if P is not None else (key, None)
         params = initializers.gate_kernels(k_gates, input_size, H, 4, input_init,
                                            recurrent_init, recurrent_rows=R)
         if use_bias:
