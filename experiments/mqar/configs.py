@@ -80,11 +80,9 @@ def validate(config: Config) -> Config:
     for name, values in (("seq-lens", config.seq_lens), ("pairs", config.pairs)):
         if not values or any(v < 1 for v in values):
             raise ValueError(f"--{name} needs one or more positive ints; got {values}.")
-    too_big = [(t, p) for t in config.seq_lens for p in config.pairs if 4 * p > t]
     if all(4 * p > t for t in config.seq_lens for p in config.pairs):
         raise ValueError(f"no (length, pairs) of the grid fits: MQAR needs 4 * pairs <= "
                          f"length; got --seq-lens {config.seq_lens} --pairs {config.pairs}.")
-    del too_big
     if max(config.pairs) >= config.vocab_size // 2:
         raise ValueError(f"--pairs {max(config.pairs)} needs that many distinct keys among "
                          f"the {config.vocab_size // 2 - 1} of --vocab-size "
