@@ -295,14 +295,7 @@ class Checkpointer:
         if step is None:
             raise FileNotFoundError(f"no checkpoint to read parameters from in {self.directory}.")
         device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-        step_dir = Path(self.directory) / str(step)
-        damaged = manifest_problems(step_dir)
-        if damaged:
-            raise CheckpointError(f"step {step} fails verification ({step_dir}): {damaged}")
-        try:
-            saved_layout = self.manager.item_metadata(step)
-        except Exception as error:  # orbax raises many kinds; the files match their manifest
-            raise _unreadable(step, step_dir, error) from error
+        saved_layout = self._saved_layout(step)
         abstract = jax.tree.map(
             lambda m: jax.ShapeDtypeStruct(tuple(m.shape), m.dtype, sharding=device),
             _plain_layout(saved_layout))
@@ -388,8 +381,24 @@ class Checkpointer:
             "directory, or move a checkpoint back once repaired."
         )
 
-    def _restore_verified(self, like: Any, step: int, check_files: bool = True) -> Any:
+    def _saved_layout(self, step: int, check_files: bool = True) -> Any:
+        """Orbax's record of what ``step`` holds (tree, shapes, dtypes), after its files are
+        checked against their manifest (unless ``check_files`` is False).
+
+        Raises:
+          CheckpointError: when the files differ from the manifest (or it is missing), or
+            orbax cannot read the step's metadata.
+        """
         step_dir = Path(self.directory) / str(step)
+        damaged = manifest_problems(step_dir) if check_files else None
+        if damaged:
+            raise CheckpointError(f"step {step} fails verification ({step_dir}): {damaged}")
+        try:
+            return self.manager.item_metadata(step)
+        except Exception as error:  # orbax raises many kinds; the files match their manifest
+            raise _unreadable(step, step_dir, error) from error
+
+    def _restore_verified(self, like: Any, step: int, check_files: bool = True) -> Any:
         expected = _to_saveable(like)
         # An explicit one-device target: without it orbax refuses a checkpoint saved under
         # another device count ("Topology mismatch"), which is no damage. The caller
@@ -398,13 +407,7 @@ class Checkpointer:
         abstract = jax.tree.map(
             lambda x: jax.ShapeDtypeStruct(np.shape(x), x.dtype, sharding=device), expected
         )
-        damaged = manifest_problems(step_dir) if check_files else None
-        if damaged:
-            raise CheckpointError(f"step {step} fails verification ({step_dir}): {damaged}")
-        try:
-            saved_layout = self.manager.item_metadata(step)
-        except Exception as error:  # orbax raises many kinds; the files match their manifest
-            raise _unreadable(step, step_dir, error) from error
+        saved_layout = self._saved_layout(step, check_files)
         other_optimizer = _optimizer_mismatch(abstract, saved_layout)
         if other_optimizer:
             raise ValueError(
