@@ -86,6 +86,24 @@ def test_matrix_state_and_xlstm_cells_compute_in_bfloat16_keep_their_state_in_fl
     assert error < 8 * BF16_EPS * scale, (name, error)
 
 
+def test_block_diagonal_einsum_in_bfloat16_runs_on_the_cpu_with_float32_sums():
+    # CI's newest-JAX leg (jaxlib 0.12) failed on sLSTM in bfloat16: XLA:CPU refuses the
+    # batched dot "bnd,nde->bne" of two bfloat16 operands with a float32 result ("Unsupported
+    # element type for DotThunk::Execute: BF16 x BF16 = F32"; jaxlib 0.10.2 too, eagerly).
+    h, r = jax.random.normal(jax.random.key(0), (2, 4, 4)), jax.random.normal(
+        jax.random.key(1), (4, 4, 16))
+    for spec, x, w in [("bnd,nde->bne", h, r), ("...gi,gio->...go", h, r[..., :4])]:
+        got = sn.cells.dtypes.einsum(spec, x, w, jnp.bfloat16)
+        assert got.dtype == jnp.float32
+        # Products of bfloat16 numbers are exact in float32; only the summation order of 4
+        # terms may differ from this reference of the rounded operands.
+        rounded = [a.astype(jnp.bfloat16).astype(jnp.float32) for a in (x, w)]
+        expected = np.einsum(spec, *map(np.asarray, rounded))
+        np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-6)
+        # ...and the operands were rounded: the float32 einsum differs by about 2^-8.
+        assert np.max(np.abs(np.einsum(spec, np.asarray(x), np.asarray(w)) - expected)) > 1e-3
+
+
 def test_bfloat16_params_stored_by_the_user_are_accepted_by_a_bfloat16_cell():
     cell = sn.lstm(8)
     params = jax.tree.map(lambda p: p.astype(jnp.bfloat16), cell.init(jax.random.key(0), 3))

@@ -43,7 +43,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from seqnets.backend import fuse_small_matmul
+from seqnets.backend import fuse_small_matmul, on_cpu
 from seqnets.types import Array, Params
 
 
@@ -176,6 +176,26 @@ def matmul(x: Array, w: Array, dtype: Any = jnp.float32) -> Array:
         products = x.astype(acc)[..., :, None] * w.astype(acc)
         return jnp.sum(products, axis=-2)
     return flat_matmul(x, w, preferred_element_type=acc)
+
+
+def einsum(spec: str, x: Array, w: Array, dtype: Any) -> Array:
+    """``jnp.einsum(spec, x, w)`` with both operands in ``dtype``, summed in
+    `accumulation_dtype` (float32 for bfloat16): the batched products of block-diagonal
+    weights (sLSTM's heads, the xLSTM blocks' headwise projections).
+
+    Returns the einsum's result in `accumulation_dtype`.
+
+    On the CPU, operands narrower than float32 are rounded to ``dtype`` and then widened:
+    XLA:CPU (jaxlib 0.10 to 0.12 at least) refuses some batched bfloat16 dots with a float32
+    result at run time ("Unsupported element type for DotThunk::Execute: BF16 x BF16 =
+    F32"), and a product of two bfloat16 numbers is exact in float32, so the sums are
+    those of the bfloat16 dot.
+    """
+    acc = accumulation_dtype(dtype)
+    x, w = x.astype(dtype), w.astype(dtype)
+    if on_cpu() and np.dtype(dtype).itemsize < np.dtype(acc).itemsize:
+        return jnp.einsum(spec, x.astype(acc), w.astype(acc))
+    return jnp.einsum(spec, x, w, preferred_element_type=acc)
 
 
 def flat_matmul(x: Array, w: Array, **kwargs: Any) -> Array:

@@ -80,7 +80,7 @@ from seqnets.cells.base import (
     input_projection,
     make_cell,
 )
-from seqnets.cells.dtypes import accumulation_dtype, precision
+from seqnets.cells.dtypes import einsum, precision
 
 FORGET_GATES = ("sigmoid", "exp")
 
@@ -156,8 +156,7 @@ def recurrent(h: Array, r: Array, dtype: Any) -> Array:
     in ``dtype``, the sums in `seqnets.cells.dtypes.accumulation_dtype` (float32, or
     float64 for float64)."""
     heads, d, _ = r.shape
-    hr = jnp.einsum("bnd,nde->bne", h.reshape(h.shape[0], heads, d).astype(dtype),
-                    r.astype(dtype), preferred_element_type=accumulation_dtype(dtype))
+    hr = einsum("bnd,nde->bne", h.reshape(h.shape[0], heads, d), r, dtype)
     return hr.reshape(h.shape[0], -1)
 
 

@@ -71,7 +71,7 @@ from seqnets.cells.base import (
     make_cell,
     matmul,
 )
-from seqnets.cells.dtypes import accumulation_dtype, precision
+from seqnets.cells.dtypes import einsum, precision
 from seqnets.cells.mlstm import gate_biases, head_norm, run_kernel, zero_state
 from seqnets.cells.slstm import SLSTMState, check_heads, slstm, small_init
 from seqnets.layers.norm import layer_norm
@@ -100,8 +100,7 @@ def blockwise(x: Array, w: Array, dtype: Any) -> Array:
     mixes only within itself (NX-AI's ``LinearHeadwiseExpand``); ``(..., G * b)`` in
     `seqnets.cells.dtypes.accumulation_dtype` of ``dtype`` (float32 for bfloat16)."""
     groups, size, _ = w.shape
-    y = jnp.einsum("...gi,gio->...go", x.reshape(*x.shape[:-1], groups, size).astype(dtype),
-                   w.astype(dtype), preferred_element_type=accumulation_dtype(dtype))
+    y = einsum("...gi,gio->...go", x.reshape(*x.shape[:-1], groups, size), w, dtype)
     return y.reshape(x.shape)
 
 
