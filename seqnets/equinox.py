@@ -46,8 +46,9 @@ class RNN(eqx.Module):
       key: a PRNG key for the parameters.
       inference: True turns dropout off; ``eqx.nn.inference_mode(model)`` sets it, as
         for ``eqx.nn.Dropout``.
-      unroll, hoist, mode, chunk_size, checkpoint: passed to ``stack.apply`` (see
-        `seqnets.scan`).
+
+    ``unroll``, ``hoist``, ``mode``, ``chunk_size`` and ``checkpoint`` are passed to
+    ``stack.apply`` (see `seqnets.scan`).
 
     Call with ``xs (time, features)`` and optional ``carry`` (one sequence's carry: the
     stack's carry without its batch axis), ``lengths`` (a scalar: the sequence's valid

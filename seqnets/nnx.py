@@ -50,8 +50,9 @@ class RNN(nnx.Module):
         ``dropout`` the dropout masks when the stack has dropout.
       deterministic: True turns dropout off; ``model.eval()`` and ``model.train()`` set
         it, as for ``nnx.Dropout``.
-      unroll, hoist, mode, chunk_size, checkpoint, time_major: passed to
-        ``stack.apply`` (see `seqnets.scan`).
+
+    ``unroll``, ``hoist``, ``mode``, ``chunk_size``, ``checkpoint`` and ``time_major`` are
+    passed to ``stack.apply`` (see `seqnets.scan`).
 
     Call with ``xs (batch, time, features)`` (``(time, batch, features)`` with
     ``time_major``) and optional ``carry`` (a list with one dict per layer, as

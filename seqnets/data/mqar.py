@@ -232,7 +232,8 @@ def selective_copying_examples(
         ``vocab_size < 3``.
 
     >>> task = selective_copying_examples(1, seq_len=10, num_tokens=3, vocab_size=6, seed=0)
-    >>> data = task.inputs[0, :7][task.inputs[0, :7] > 0]
+    >>> context = task.inputs[0, :7]
+    >>> data = context[context > 0]
     >>> bool((data == task.labels[0, 7:]).all()), task.inputs[0, 7:].tolist()
     (True, [5, 5, 5])
     """
