@@ -48,7 +48,9 @@ class Config(classification.TrainConfig):
     the training length: 4 * pairs <= length)."""
     full: bool = False
     """Zoology's grid: lengths 64, 128 and 256, and 4 to 64 pairs (replaces --seq-lens
-    and --pairs, and --vocab-size becomes 256 so that 64 keys fit)."""
+    and --pairs, and --vocab-size becomes 256 so that 64 keys fit). About 80-100 minutes
+    on 2 cores, and with this recipe (6 epochs) no cell measured learnt at length 256:
+    see docs/mqar.md."""
     train_examples: cli.OptionalCount = 8192
     """Training sequences per cell (drawn once, the same for every cell)."""
     test_examples: cli.OptionalCount = 512
