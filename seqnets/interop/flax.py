@@ -41,6 +41,7 @@ from seqnets.interop.registry import (
     check_cell_params,
     check_flax_model,
     converter,
+    lookup,
     register,
 )
 from seqnets.types import Array
@@ -55,15 +56,8 @@ def _inner(flax_params: dict) -> dict:
 
 
 def _get(tree: dict, *path: str) -> Array:
-    node = tree
-    for name in path:
-        if name not in node:
-            raise ValueError(
-                f"Flax parameters lack {'/'.join(path)}; found keys {sorted(node)}. "
-                "Pass the params of the matching flax.linen cell."
-            )
-        node = node[name]
-    return jnp.asarray(node, jnp.float32)
+    return jnp.asarray(lookup(tree, path, "Flax", "Pass the params of the matching flax.linen "
+                              "cell."), jnp.float32)
 
 
 def _gates(p: dict, side: str, gates: tuple[str, ...], leaf: str) -> Array:

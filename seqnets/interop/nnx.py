@@ -37,6 +37,7 @@ from seqnets.interop.registry import (
     check_cell_params,
     check_flax_model,
     converter,
+    lookup,
     register,
 )
 from seqnets.types import Array
@@ -56,17 +57,8 @@ def _plain(node: Any) -> Any:
 
 
 def _get(tree: Mapping, *path: str) -> Array:
-    node = tree
-    for name in path:
-        if not isinstance(node, Mapping) or name not in node:
-            found = sorted(node) if isinstance(node, Mapping) else type(node).__name__
-            raise ValueError(
-                f"NNX parameters lack {'/'.join(path)}; found keys {found}. Pass "
-                "nnx.state(cell, nnx.Param) of the matching flax.nnx cell (or its "
-                "nnx.to_pure_dict)."
-            )
-        node = node[name]
-    return jnp.asarray(node)
+    return jnp.asarray(lookup(tree, path, "NNX", "Pass nnx.state(cell, nnx.Param) of the "
+                              "matching flax.nnx cell (or its nnx.to_pure_dict)."))
 
 
 def _lstm_from_nnx(state: Any) -> dict[str, Array]:

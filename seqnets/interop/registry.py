@@ -97,6 +97,24 @@ def converter(framework: str, cell: str, where: str) -> Converter:
     return found
 
 
+def lookup(tree: Mapping[str, Any], path: tuple[str, ...], source: str, hint: str) -> Any:
+    """The leaf at ``path`` of the nested mappings ``tree`` (a framework's parameters).
+
+    Raises:
+      ValueError: when a name on ``path`` is missing; it names the path, the keys found
+        where it stopped, and ``hint`` (what to pass instead). ``source`` names the
+        framework ("Flax", "NNX").
+    """
+    node = tree
+    for name in path:
+        if not isinstance(node, Mapping) or name not in node:
+            found = sorted(node) if isinstance(node, Mapping) else type(node).__name__
+            raise ValueError(f"{source} parameters lack {'/'.join(path)}; found keys {found}. "
+                             f"{hint}")
+        node = node[name]
+    return node
+
+
 def check_cell_params(params: Mapping[str, Any], cell: Cell, conv: Converter, where: str) -> None:
     """Raises ValueError unless ``params`` is what ``cell.init`` makes for their input size."""
     if not isinstance(params, Mapping):
