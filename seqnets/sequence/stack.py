@@ -133,7 +133,7 @@ def stack(
     if dtype is not None or param_dtype is not None:
         cells = tuple(_with_dtypes(cell, dtype, param_dtype) for cell in cells)
     directions = ("forward", "backward") if bidirectional else ("forward",)
-    merged = _merger(merge, bidirectional)
+    merged = _merger(merge)
     widths = [_merged_width(merged, cell.hidden_size, bidirectional) for cell in cells]
     if residual:
         for layer in range(1, len(cells)):
@@ -249,7 +249,7 @@ def _with_dtypes(cell: Cell, dtype: Any, param_dtype: Any) -> Cell:
     return config.rebuild(**changes)
 
 
-def _merger(merge: Any, bidirectional: bool) -> Callable[[Array, Array], Array]:
+def _merger(merge: Any) -> Callable[[Array, Array], Array]:
     """The function that merges a bidirectional layer's two outputs."""
     if callable(merge):
         return merge
