@@ -33,7 +33,7 @@ import jax
 import jax.numpy as jnp
 
 from seqnets.cells.base import Cell, check_positive_int
-from seqnets.sequence.stack import Stack, stack
+from seqnets.sequence.stack import Stack, as_stack
 from seqnets.types import Array
 
 
@@ -76,11 +76,7 @@ class RNN(eqx.Module):
         chunk_size: int | None = None,
         checkpoint: int | None = None,
     ):
-        if isinstance(model, Cell):
-            model = stack(model)
-        if not isinstance(model, Stack):
-            raise ValueError(f"seqnets.equinox.RNN: model must be a seqnets Cell or Stack (e.g. "
-                             f"sn.lstm(128)); got {type(model).__name__}.")
+        model = as_stack(model, "seqnets.equinox.RNN")
         self.input_size = check_positive_int(input_size, "input_size", "seqnets.equinox.RNN")
         self.model = model
         self.params = model.init(key, self.input_size)
@@ -116,8 +112,7 @@ class RNN(eqx.Module):
                 "jax.vmap(rnn)(xs) over (batch, time, features)."
             )
         inference = self.inference if inference is None else inference
-        has_dropout = self.model.dropout > 0.0 or self.model.recurrent_dropout > 0.0
-        if has_dropout and not inference and key is None:
+        if self.model.has_dropout and not inference and key is None:
             raise ValueError(
                 "seqnets.equinox.RNN: the stack has dropout, which needs a key when not in "
                 "inference mode: call rnn(xs, key=key), or eqx.nn.inference_mode(model) for "
@@ -136,7 +131,7 @@ class RNN(eqx.Module):
             carry = jax.tree.map(lambda leaf: jnp.asarray(leaf)[None], carry)
         out = self.model.apply(
             self.params, xs[None], carry=carry, lengths=lengths, resets=resets,
-            key=None if inference or not has_dropout else key,
+            key=None if inference or not self.model.has_dropout else key,
             return_all_carries=return_all_carries, **dict(self.scan_options),
         )
         out = _unbatch(out)

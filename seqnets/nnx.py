@@ -35,7 +35,7 @@ except ImportError as error:  # pragma: no cover - exercised in environments wit
 import jax
 
 from seqnets.cells.base import Cell, check_positive_int
-from seqnets.sequence.stack import Stack, stack
+from seqnets.sequence.stack import Stack, as_stack
 from seqnets.types import Array
 
 
@@ -77,18 +77,13 @@ class RNN(nnx.Module):
         checkpoint: int | None = None,
         time_major: bool = False,
     ):
-        if isinstance(model, Cell):
-            model = stack(model)
-        if not isinstance(model, Stack):
-            raise ValueError(f"seqnets.nnx.RNN: model must be a seqnets Cell or Stack (e.g. "
-                             f"sn.lstm(128)); got {type(model).__name__}.")
+        model = as_stack(model, "seqnets.nnx.RNN")
         input_size = check_positive_int(input_size, "input_size", "seqnets.nnx.RNN")
         self.model = model
         self.input_size = input_size
         # One nnx.Param per array, in seqnets' list-of-dicts layout (see the module doc).
         self.params = nnx.data(jax.tree.map(nnx.Param, model.init(rngs.params(), input_size)))
-        has_dropout = model.dropout > 0.0 or model.recurrent_dropout > 0.0
-        self.rngs = rngs["dropout"].fork() if has_dropout else nnx.data(None)
+        self.rngs = rngs["dropout"].fork() if model.has_dropout else nnx.data(None)
         self.deterministic = deterministic
         # A tuple, not a dict: static module attributes must be hashable.
         self.scan_options = (("unroll", unroll), ("hoist", hoist), ("mode", mode),

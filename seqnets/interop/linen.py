@@ -20,7 +20,7 @@ except ImportError as error:  # pragma: no cover - exercised in environments wit
     ) from error
 
 from seqnets.cells.base import Cell
-from seqnets.sequence.stack import Stack, stack
+from seqnets.sequence.stack import Stack, as_stack
 from seqnets.types import Array
 
 
@@ -60,10 +60,10 @@ class RNN(nn.Module):
         return_carry: bool = False,
         deterministic: bool = True,
     ):
-        model = self.model if isinstance(self.model, Stack) else stack(self.model)
+        model = as_stack(self.model, "seqnets.interop.RNN")
         params = self.param("seqnets", lambda key: model.init(key, xs.shape[-1]))
         key = None
-        if not deterministic and (model.dropout > 0.0 or model.recurrent_dropout > 0.0):
+        if not deterministic and model.has_dropout:
             key = self.make_rng("dropout")
         carry, ys = model.apply(
             params, xs, carry=carry, lengths=lengths, resets=resets, key=key, unroll=self.unroll,

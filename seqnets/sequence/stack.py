@@ -74,6 +74,22 @@ class Stack(NamedTuple):
     merge: str | Callable[[Array, Array], Array] = "concat"
     config: Config | None = None
 
+    @property
+    def has_dropout(self) -> bool:
+        """Whether ``apply`` draws dropout masks when it is given a ``key``."""
+        return self.dropout > 0.0 or self.recurrent_dropout > 0.0
+
+
+def as_stack(model: Cell | Stack, where: str) -> Stack:
+    """``model`` as a `Stack`: a `Cell` becomes a one-layer stack; ValueError for anything
+    else, naming ``where`` (the module that was given it)."""
+    if isinstance(model, Cell):
+        return stack(model)
+    if not isinstance(model, Stack):
+        raise ValueError(f"{where}: model must be a seqnets Cell or Stack (e.g. sn.lstm(128)); "
+                         f"got {type(model).__name__}.")
+    return model
+
 
 @cell_constructor
 def stack(
